@@ -56,6 +56,11 @@ def run_cell(kernel_fn, data, ipc: int, seed: int) -> float:
 
 def main(argv):
   del argv
+  with _common.user_errors():
+    run()
+
+
+def run():
   _common.maybe_initialize_distributed()
   start = time.time()
   ipcs = [int(v) for v in FLAGS.ipc]

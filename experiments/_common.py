@@ -1,0 +1,127 @@
+"""Flags and setup shared by the experiment scripts (data, multi-host, versions, errors).
+
+Small on purpose: each experiment defines its own flags and imports these
+helpers for the parts every script needs the same way.
+
+    _common.define_data_flags()          # --dataset --data_dir --data_source --standardize --zca
+    _common.define_distributed_flags()   # --jax_coordinator_address ...
+    _common.maybe_initialize_distributed()
+    data = _common.load_data_from_flags()   # loaded, checked and preprocessed
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import platform
+import traceback
+from typing import Iterator
+
+from absl import app
+from absl import flags
+from absl import logging
+
+FLAGS = flags.FLAGS
+
+_DATA_FLAGS = ("dataset", "data_dir", "data_source", "standardize", "zca")
+_VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "neural-tangents",
+              "scikit-learn", "kernelcond")
+
+
+def define_data_flags(default_dataset: str = "digits") -> None:
+  """Defines --dataset, --data_dir, --data_source, --standardize and --zca."""
+  flags.DEFINE_string("dataset", default_dataset,
+                      "Dataset name: digits, fashion_mnist, mnist, cifar10, cifar100, svhn, "
+                      "folder, npz (see kernelcond/data.py), or a TFDS name.")
+  flags.DEFINE_string("data_dir", None, "Where the dataset files are (default per dataset).")
+  flags.DEFINE_enum("data_source", "local", ["local", "tfds"], "Local files or TFDS.")
+  flags.DEFINE_bool("standardize", True, "Standardise each channel with training statistics.")
+  flags.DEFINE_float("zca", 0.0, "ZCA whitening strength relative to the mean eigenvalue "
+                     "(0 = off; KIP on conv kernels uses about 0.1).")
+
+
+def define_distributed_flags() -> None:
+  """Defines the multi-host flags passed to `jax.distributed.initialize`."""
+  flags.DEFINE_string("jax_coordinator_address", None,
+                      "host:port of process 0, for multi-host runs (all three flags needed).")
+  flags.DEFINE_integer("jax_num_processes", None, "Number of processes (multi-host).")
+  flags.DEFINE_integer("jax_process_id", None, "This process's id (multi-host).")
+
+
+def maybe_initialize_distributed() -> bool:
+  """Calls `jax.distributed.initialize` when --jax_coordinator_address is given.
+
+  Must run before any JAX computation. Returns True if it initialised.
+
+  Raises:
+    app.UsageError: if only some of the three multi-host flags are set.
+  """
+  values = (FLAGS.jax_coordinator_address, FLAGS.jax_num_processes, FLAGS.jax_process_id)
+  if all(v is None for v in values):
+    return False
+  if any(v is None for v in values):
+    raise app.UsageError("--jax_coordinator_address, --jax_num_processes and "
+                         "--jax_process_id must be given together.")
+  import jax
+  jax.distributed.initialize(coordinator_address=FLAGS.jax_coordinator_address,
+                             num_processes=FLAGS.jax_num_processes,
+                             process_id=FLAGS.jax_process_id)
+  logging.info("jax.distributed: process %d of %d, %d global devices", jax.process_index(),
+               jax.process_count(), jax.device_count())
+  return True
+
+
+def data_config() -> dict:
+  """The data flags as a dict (for `config.json` / `results.json`)."""
+  return {name: FLAGS[name].value for name in _DATA_FLAGS}
+
+
+def load_data_from_flags():
+  """Loads --dataset, checks it is finite and preprocesses it per the data flags.
+
+  Returns:
+    A `kernelcond.data.Dataset` with float32 images standardised per channel
+    (if --standardize) and ZCA-whitened (if --zca > 0), fitted on the training set.
+
+  Raises:
+    ValueError / FileNotFoundError: naming the bad dataset, file or value.
+  """
+  from kernelcond import data as kdata
+  from kernelcond import preprocess
+
+  if FLAGS.zca < 0:
+    raise ValueError(f"--zca must be >= 0, got {FLAGS.zca}")
+  dataset = kdata.load_dataset(FLAGS.dataset, FLAGS.data_dir, FLAGS.data_source)
+  preprocess.check_finite(dataset.x_train, f"{dataset.name} x_train")
+  preprocess.check_finite(dataset.x_test, f"{dataset.name} x_test")
+  dataset = preprocess.prepare(dataset, standardize=FLAGS.standardize,
+                               zca_reg=FLAGS.zca if FLAGS.zca > 0 else None)
+  preprocess.check_finite(dataset.x_train, f"preprocessed {dataset.name} x_train")
+  logging.info("Loaded %r", dataset)
+  return dataset
+
+
+def versions() -> dict:
+  """Versions of Python and the numeric libraries (None for those not installed)."""
+  out = {"python": platform.python_version()}
+  for name in _VERSIONED:
+    try:
+      out[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      out[name] = None
+  return out
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+  """Turns bad-input errors into `app.UsageError`: one line, no deep traceback.
+
+  ValueError, FileNotFoundError and ImportError raised inside become a usage
+  error carrying their message (exit status 1); the traceback is still logged
+  at debug level (`--verbosity=1`) for developers.
+  """
+  try:
+    yield
+  except (ValueError, FileNotFoundError, ImportError) as e:
+    logging.debug("%s", traceback.format_exc())
+    raise app.UsageError(f"{type(e).__name__}: {e}") from None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import platform
+import sys
 import traceback
 from typing import Iterator
 
@@ -114,14 +115,15 @@ def versions() -> dict:
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-  """Turns bad-input errors into `app.UsageError`: one line, no deep traceback.
+  """Turns bad-input errors into one line on stderr and exit status 1.
 
-  ValueError, FileNotFoundError and ImportError raised inside become a usage
-  error carrying their message (exit status 1); the traceback is still logged
-  at debug level (`--verbosity=1`) for developers.
+  ValueError, FileNotFoundError and ImportError raised inside are printed as
+  `error: <Type>: <message>` without a traceback (which is still logged at
+  debug level, `--verbosity=1`, for developers), then the program exits with 1.
   """
   try:
     yield
   except (ValueError, FileNotFoundError, ImportError) as e:
     logging.debug("%s", traceback.format_exc())
-    raise app.UsageError(f"{type(e).__name__}: {e}") from None
+    print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+    raise SystemExit(1) from None

@@ -73,9 +73,9 @@ flags.DEFINE_integer("eval_size", 1000, "Test examples (a fixed random subset) o
                      "running accuracy.")
 flags.DEFINE_enum("transfer_model", "mlp", ["mlp", "convnet", "none"],
                   "Finite network trained on the distilled set at the end.")
-flags.DEFINE_integer("transfer_epochs", 300, "Epochs (= steps for a set smaller than "
+flags.DEFINE_integer("transfer_epochs", 1000, "Epochs (= steps for a set smaller than "
                      "the batch) of the finite network.")
-flags.DEFINE_float("transfer_lr", 0.01, "SGD learning rate of the finite network.")
+flags.DEFINE_float("transfer_lr", 0.05, "SGD learning rate of the finite network.")
 flags.mark_flag_as_required("workdir")
 
 # Flags that may change between a run and its resumption.

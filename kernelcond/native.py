@@ -423,7 +423,7 @@ def kernel_fn(spec, max_elements: int = 2 ** 25) -> Callable[..., Union[jax.Arra
       docstring for the memory model).
 
   Returns:
-    A pure, jit-able and differentiable `base(x1, x2, get)`: `x1` is `(n1, d)`
+    A pure, jitted and differentiable `base(x1, x2, get)` (`get` static): `x1` is `(n1, d)`
     for FC specs or `(n1, H, W, C)` for conv specs (`x2` likewise, `n2` rows);
     `get` is 'nngp', 'ntk' or a tuple of them. Returns an `(n1, n2)` array, or
     a tuple of them in the order of `get`. Computes in the inputs' floating
@@ -451,7 +451,8 @@ def kernel_fn(spec, max_elements: int = 2 ** 25) -> Callable[..., Union[jax.Arra
     out = {"nngp": nngp, "ntk": ntk}
     return tuple(out[k] for k in kinds) if isinstance(get, tuple) else out[get]
 
-  return base
+  # Jitted so that eager calls run as one compiled program (inlined when traced).
+  return jax.jit(base, static_argnames="get")
 
 
 # ---------------------------------------------------------------------------

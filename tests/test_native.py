@@ -36,18 +36,14 @@ def _rel(a, b):
 # Every named spec, plus variants of activation, parameterisation, biases,
 # pooling and readout, at depths 1 to 3.
 _VARIANTS = list(kernels.NAMED_SPECS) + [
-    "fc1:activation=erf",
+    "fc1:activation=erf,b_std=0",
     "fc2:parameterization=standard",
-    "fc3:b_std=0",
-    "fc2:activation=erf,parameterization=standard,b_std=0",
-    "conv1:activation=erf",
-    "conv1:parameterization=standard",
+    "fc3:activation=erf,parameterization=standard,b_std=0",
+    "conv1:activation=erf,parameterization=standard",
     "conv1:pool=false",
-    "conv2:pool=false,readout=gap",
-    "conv2:b_std=0,readout=gap",
-    "conv2:activation=erf,parameterization=standard,readout=gap",
-    "conv3:pool=false,parameterization=standard",
-    "conv3:activation=erf,b_std=0",
+    "conv2:pool=false,readout=gap,parameterization=standard",
+    "conv2:b_std=0,activation=erf,readout=gap",
+    "conv3:pool=false,parameterization=standard,b_std=0",
 ]
 
 
@@ -83,7 +79,7 @@ def _support_problem(spec, seed=0):
 
 @pytest.mark.nt
 @pytest.mark.parametrize("name", ["fc3:b_std=0", "fc2:activation=erf",
-                                  "conv2:b_std=0", "conv1:readout=gap,parameterization=standard"])
+                                  "conv1:b_std=0", "conv1:readout=gap,parameterization=standard"])
 def test_krr_gradients_match_neural_tangents(name, x64):
   pytest.importorskip("neural_tangents")
   spec = kernels.get_spec(name)
@@ -94,7 +90,7 @@ def test_krr_gradients_match_neural_tangents(name, x64):
   assert _rel(ours, theirs) < 1e-5
 
 
-@pytest.mark.parametrize("name", ["fc3:b_std=0", "fc2:activation=erf", "conv2:b_std=0",
+@pytest.mark.parametrize("name", ["fc3:b_std=0", "fc2:activation=erf", "conv1:b_std=0",
                                   "conv1:pool=false,b_std=0"])
 def test_gradients_finite_at_zero_and_repeated_inputs(name):
   spec = kernels.get_spec(name)
@@ -148,8 +144,9 @@ def test_bad_inputs_raise():
     native.kernel_fn(kernels.get_spec("fc1"))(jnp.ones((2, 3)), jnp.ones((2, 3)), "cov")
 
 
-@pytest.mark.parametrize("name", ["conv2", "conv1:readout=gap,activation=erf"])
-def test_chunked_conv_matches_one_chunk(name):
+@pytest.mark.parametrize("name,check_grad", [("conv2", False),
+                                             ("conv1:readout=gap,activation=erf", True)])
+def test_chunked_conv_matches_one_chunk(name, check_grad):
   """Bounding memory (several row chunks under lax.map) changes nothing, gradients included."""
   spec = kernels.get_spec(name)
   x1 = jnp.asarray(_inputs(spec, 5, 0, conv_shape=(6, 6, 1)), jnp.float32)
@@ -157,6 +154,8 @@ def test_chunked_conv_matches_one_chunk(name):
   whole, chunked = native.kernel_fn(spec), native.kernel_fn(spec, max_elements=3 * 6 ** 4)
   for a, b in zip(whole(x1, x2, ("nngp", "ntk")), chunked(x1, x2, ("nngp", "ntk"))):
     np.testing.assert_allclose(b, a, rtol=1e-5)
+  if not check_grad:
+    return
   loss = lambda f: (lambda a: jnp.sum(f(a, x2, "ntk") ** 2))
   np.testing.assert_allclose(jax.grad(loss(chunked))(x1), jax.grad(loss(whole))(x1),
                              rtol=1e-4, atol=1e-7)
@@ -164,7 +163,7 @@ def test_chunked_conv_matches_one_chunk(name):
 
 def test_float32_close_to_float64(x64):
   """The float32 path (polynomial atan2) agrees with the float64 path (jnp.arctan2)."""
-  for name in ("fc3", "conv2:activation=erf,readout=gap"):
+  for name in ("fc3", "conv1:activation=erf,readout=gap"):
     spec = kernels.get_spec(name)
     kfn = native.kernel_fn(spec)
     x1, x2 = _inputs(spec, 4, 0), _inputs(spec, 5, 1)

@@ -1,0 +1,105 @@
+r"""Per-example-gradient throughput of GraNd against a plain batched backward pass.
+
+    python benchmarks/scores.py                       # ConvNet, 28x28x1, 2048 examples
+    python benchmarks/scores.py --norms=instance,batch --n=4096 --batch_size=512
+
+For the ConvNet of `kernelcond.models` on Fashion-MNIST-shaped inputs (28x28x1,
+random values, 10 classes), times over the same `--n` examples and chunk size:
+
+  fwd+bwd      one `jax.grad` of the mean loss per chunk: the floor, what one
+               SGD step's gradient costs;
+  grand        `scores.grand`: `jax.vmap(jax.grad)` per-example gradients of all
+               parameters and their norms (Data Diet, arXiv:2107.07075);
+  grand-head   `scores.grand(last_layer_only=True)`: features once, then
+               per-example gradients of the classifier only;
+  el2n         `scores.el2n`: one inference forward pass.
+
+Every function is compiled before timing (best of `--repeats`). The last column is
+the time relative to fwd+bwd (GraNd's price for per-example gradients; 1.0 would
+mean per-example norms come for free).
+"""
+
+import os
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kernelcond import scores
+from kernelcond import train
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("n", 2048, "Examples scored.")
+flags.DEFINE_integer("batch_size", 256, "Chunk size of GraNd and of the fwd+bwd floor.")
+flags.DEFINE_integer("width", 32, "ConvNet width.")
+flags.DEFINE_integer("depth", 3, "ConvNet depth.")
+flags.DEFINE_list("norms", ["instance", "batch"], "ConvNet normalisations to time.")
+flags.DEFINE_integer("repeats", 3, "Timed repetitions (best is reported).")
+
+
+def _best(fn, repeats: int) -> float:
+  fn()  # compile
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t0)
+  return min(times)
+
+
+def _fwd_bwd_fn(state: train.TrainState, x: np.ndarray, y: np.ndarray, batch_size: int):
+  """A callable: one mean-loss gradient (inference-mode BatchNorm) per chunk of x."""
+
+  @jax.jit
+  def grad_chunk(st, xb, yb):
+    def loss(params):
+      logits = st.apply_fn(st.variables(params), xb, train=False)
+      return jnp.mean(train.per_example_loss(logits, yb, st.loss))
+    return jax.grad(loss)(st.params)
+
+  chunks = [(x[a:a + batch_size], y[a:a + batch_size]) for a in range(0, len(x), batch_size)]
+
+  def run():
+    for xb, yb in chunks:
+      jax.block_until_ready(grad_chunk(state, xb, yb))
+  return run
+
+
+def main(argv):
+  del argv
+  rng = np.random.default_rng(0)
+  n, bs = FLAGS.n - FLAGS.n % FLAGS.batch_size or FLAGS.batch_size, FLAGS.batch_size
+  x = rng.standard_normal((n, 28, 28, 1)).astype(np.float32)
+  y = rng.integers(0, 10, n).astype(np.int32)
+  print(f"devices: {jax.device_count()} x {jax.devices()[0].platform}, jax {jax.__version__}; "
+        f"{n} examples of 28x28x1, chunks of {bs}")
+  header = f"{'model':<28}{'params':>9}{'method':>12}{'seconds':>10}{'examples/s':>12}{'/fwd+bwd':>10}"
+  print(header)
+  print("-" * len(header))
+  for norm in FLAGS.norms:
+    config = train.TrainConfig(model="convnet", model_kwargs={"width": FLAGS.width,
+                                                              "depth": FLAGS.depth, "norm": norm})
+    state = train.create_train_state(config, (28, 28, 1), 10, total_steps=1)
+    num_params = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(state.params))
+    name = f"convnet w{FLAGS.width} d{FLAGS.depth} {norm}"
+    runs = {
+        "fwd+bwd": _fwd_bwd_fn(state, x, y, bs),
+        "grand": lambda: scores.grand(state, x, y, batch_size=bs),
+        "grand-head": lambda: scores.grand(state, x, y, batch_size=bs, last_layer_only=True),
+        "el2n": lambda: scores.el2n(state, x, y, batch_size=bs),
+    }
+    floor = None
+    for method, fn in runs.items():
+      seconds = _best(fn, FLAGS.repeats)
+      floor = seconds if floor is None else floor
+      print(f"{name:<28}{num_params:>9}{method:>12}{seconds:>10.3f}{n / seconds:>12.0f}"
+            f"{seconds / floor:>10.2f}")
+  print("/fwd+bwd: time relative to one batched mean-loss gradient over the same examples.")
+
+
+if __name__ == "__main__":
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  app.run(main)

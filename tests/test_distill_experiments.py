@@ -1,0 +1,171 @@
+"""Smoke tests of experiments/distill.py and experiments/evaluate.py on digits.
+
+Each run is a subprocess (the scripts own their absl flags) with a few steps, the
+native kernel backend and the 4 fake CPU devices of conftest.py.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DISTILL = os.path.join(ROOT, "experiments", "distill.py")
+EVALUATE = os.path.join(ROOT, "experiments", "evaluate.py")
+FAST = ["--dataset=digits", "--ipc=2", "--kernel=fc2", "--kernel_backend=native",
+        "--target_batch=200", "--eval_size=100"]
+
+
+_ENV = dict(os.environ)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compilation_cache(tmp_path_factory):
+  """Share compiled programs between the subprocesses (used by JAX versions that cache on CPU)."""
+  _ENV.update(JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax_cache")),
+              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+
+
+def _run(script, *args, check=True):
+  proc = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
+                        cwd=ROOT, timeout=300, env=_ENV)
+  if check and proc.returncode != 0:
+    raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+  return proc
+
+
+def _results(workdir):
+  with open(os.path.join(workdir, "results.json")) as f:
+    return json.load(f)
+
+
+def _metric_steps(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line)["step"] for line in f if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def kip_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("kip"))
+  proc = _run(DISTILL, *FAST, "--steps=4", "--checkpoint_every=2", "--eval_every=2",
+              "--transfer_model=none", f"--workdir={workdir}")
+  return workdir, proc
+
+
+def test_kip_outputs(kip_run):
+  workdir, proc = kip_run
+  results = _results(workdir)
+  for key in ("config", "kernel_backend", "natural_test_accuracy", "test_accuracy",
+              "transfer_test_accuracy", "wall_time_s", "seconds_per_step", "versions"):
+    assert key in results, key
+  assert results["kernel_backend"] == "native"
+  assert results["transfer_test_accuracy"] is None
+  assert results["steps"] == 4 and results["support_size"] == 20
+  assert 0.0 <= results["test_accuracy"] <= 1.0 and 0.0 <= results["natural_test_accuracy"] <= 1
+  with np.load(os.path.join(workdir, "distilled.npz")) as f:
+    assert f["images"].shape == (20, 8, 8, 1) and f["labels"].shape == (20, 10)
+    assert json.loads(str(f["config"]))["method"] == "kip"
+  with open(os.path.join(workdir, "distilled.png"), "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  assert _metric_steps(workdir) == [1, 2, 3, 4]
+  assert "natural subset" in proc.stdout and "distilled set" in proc.stdout
+
+
+def test_resume_continues_from_checkpoint(kip_run):
+  workdir, _ = kip_run
+  # Simulate a run killed after step 4 but before its checkpoint: the latest
+  # checkpoint is step 2 and metrics.jsonl holds lines past it. Re-running, with a
+  # longer budget, continues from step 2 (it does not restart) and rewrites the log.
+  os.remove(os.path.join(workdir, "checkpoints", "ckpt_000000004.npz"))
+  _run(DISTILL, *FAST, "--steps=6", "--checkpoint_every=2", "--eval_every=2",
+       "--transfer_model=none", f"--workdir={workdir}")
+  results = _results(workdir)
+  assert results["resumed_from_step"] == 2 and results["steps"] == 6
+  assert _metric_steps(workdir) == [1, 2, 3, 4, 5, 6]
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == [
+      "ckpt_000000004.npz", "ckpt_000000006.npz"]
+
+
+def test_another_config_is_refused(kip_run):
+  workdir, _ = kip_run
+  proc = _run(DISTILL, *FAST[:1], "--ipc=3", *FAST[2:], "--steps=4", f"--workdir={workdir}",
+              check=False)
+  assert proc.returncode == 1
+  assert "another configuration" in proc.stderr and "ipc: 2 -> 3" in proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
+def test_bad_inputs_fail_cleanly_and_leave_nothing(tmp_path):
+  workdir = str(tmp_path / "bad")
+  proc = _run(DISTILL, "--dataset=digits", "--ipc=500", "--kernel_backend=native",
+              f"--workdir={workdir}", check=False)
+  assert proc.returncode == 1 and "fewer than per_class=500" in proc.stderr
+  assert "Traceback" not in proc.stderr and not os.path.exists(workdir)
+  proc = _run(DISTILL, "--dataset=digits", "--kernel=fc9", f"--workdir={workdir}",
+              check=False)
+  assert proc.returncode == 1 and "Unknown kernel spec 'fc9'" in proc.stderr
+  # NaN pixels in a dataset file.
+  bad = str(tmp_path / "nan.npz")
+  x = np.random.default_rng(0).random((20, 4, 4, 1)).astype(np.float32)
+  x[3, 1, 1, 0] = np.nan
+  np.savez(bad, x_train=x, y_train=np.arange(20) % 2, x_test=x[:4], y_test=np.arange(4) % 2)
+  proc = _run(DISTILL, "--dataset=npz", f"--data_dir={bad}", "--ipc=1",
+              "--kernel_backend=native", f"--workdir={workdir}", check=False)
+  assert proc.returncode == 1 and "NaN" in proc.stderr and "Traceback" not in proc.stderr
+  assert not os.path.exists(workdir)
+
+
+def test_label_solve_with_mlp_transfer(tmp_path):
+  workdir = str(tmp_path / "ls")
+  _run(DISTILL, *FAST, "--method=ls", "--transfer_model=mlp", "--transfer_epochs=1",
+       f"--workdir={workdir}")
+  results = _results(workdir)
+  assert results["config"]["method"] == "ls"
+  assert isinstance(results["transfer_test_accuracy"], float)
+  assert isinstance(results["natural_transfer_test_accuracy"], float)
+  with np.load(os.path.join(workdir, "distilled.npz")) as f:
+    assert f["labels"].shape == (20, 10)
+  assert os.path.exists(os.path.join(workdir, "distilled.png"))
+
+
+def test_sigterm_saves_a_checkpoint(tmp_path):
+  workdir = str(tmp_path / "term")
+  args = [sys.executable, DISTILL, *FAST, "--steps=100000", "--checkpoint_every=100000",
+          "--eval_every=100000", "--transfer_model=none", f"--workdir={workdir}"]
+  proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=_ENV)
+  log = os.path.join(workdir, "metrics.jsonl")
+  deadline = time.time() + 120
+  while time.time() < deadline and not (os.path.exists(log) and os.path.getsize(log) > 200):
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=60)
+  assert proc.returncode == 130, err[-2000:]
+  assert "re-run the same command to resume" in err
+  ckpts = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+  saved = int(ckpts[-1][5:14])
+  assert saved >= 1 and saved >= _metric_steps(workdir)[-1]
+
+
+def test_evaluate_smoke(kip_run, tmp_path):
+  workdir, _ = kip_run
+  support = os.path.join(workdir, "distilled.npz")
+  out = str(tmp_path / "eval")
+  proc = _run(EVALUATE, f"--support={support}", "--dataset=digits", "--kernel=fc2",
+              "--kernel_backend=native", "--model=mlp", "--epochs=1", f"--workdir={out}")
+  results = _results(out)
+  assert 0.0 <= results["krr_test_accuracy"] <= 1.0
+  assert isinstance(results["network_test_accuracy"], float)
+  assert results["support_size"] == 20 and "KRR" in proc.stdout
+  # A selected subset given as indices into the training set.
+  idx_file = str(tmp_path / "subset.npz")
+  np.savez(idx_file, indices=np.arange(0, 40, 2))
+  _run(EVALUATE, f"--support={idx_file}", "--dataset=digits", "--kernel=fc2",
+       "--kernel_backend=native", "--model=none", f"--workdir={out}")
+  results = _results(out)
+  assert results["network_test_accuracy"] is None and results["support_size"] == 20

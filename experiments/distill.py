@@ -75,7 +75,7 @@ flags.DEFINE_enum("transfer_model", "mlp", ["mlp", "convnet", "none"],
                   "Finite network trained on the distilled set at the end.")
 flags.DEFINE_integer("transfer_epochs", 1000, "Epochs (= steps for a set smaller than "
                      "the batch) of the finite network.")
-flags.DEFINE_float("transfer_lr", 0.05, "SGD learning rate of the finite network.")
+flags.DEFINE_float("transfer_lr", 0.01, "SGD learning rate of the finite network.")
 flags.mark_flag_as_required("workdir")
 
 # Flags that may change between a run and its resumption.
@@ -135,6 +135,7 @@ class _MetricsLog:
 
   def __init__(self, path: str, resume_step: int):
     self.path = path
+    self.last = None  # the last record kept (e.g. the final loss of a finished run)
     if os.path.exists(path):
       with open(path) as f:
         keep = [l for l in f if l.strip() and json.loads(l).get("step", 0) <= resume_step]
@@ -142,10 +143,23 @@ class _MetricsLog:
       with open(tmp, "w") as f:
         f.writelines(keep)
       os.replace(tmp, path)
+      self.last = json.loads(keep[-1]) if keep else None
 
   def write(self, record: dict) -> None:
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
+
+
+def _seconds_per_step(step_times) -> float | None:
+  """Median step time of the whole run (all sessions, from metrics.jsonl), compile excluded."""
+  if FLAGS.method != "kip":
+    return float(step_times[0]) if step_times else None
+  path = os.path.join(FLAGS.workdir, "metrics.jsonl")
+  with open(path) as f:
+    records = [json.loads(line) for line in f if line.strip()]
+  # The first step of each session includes compilation; median ignores it.
+  times = [r["seconds"] for r in records if "seconds" in r]
+  return float(np.median(times)) if times else None
 
 
 def _run_kip(kernel_fn, data, x_init, y_init, y_train, eval_set, eval_get, n_devices):
@@ -174,7 +188,7 @@ def _run_kip(kernel_fn, data, x_init, y_init, y_train, eval_set, eval_get, n_dev
   log = _MetricsLog(os.path.join(FLAGS.workdir, "metrics.jsonl"), start)
   x_eval, y_eval = eval_set
   stats = {"resumed_from_step": start, "step_times": [], "last_eval_accuracy": None,
-           "final_loss": None}
+           "final_loss": log.last["loss"] if log.last else None}
 
   def evaluate(state):
     return _krr_accuracy(kernel_fn, state.x_support, state.y_support, x_eval, y_eval, eval_get)
@@ -195,7 +209,7 @@ def _run_kip(kernel_fn, data, x_init, y_init, y_train, eval_set, eval_get, n_dev
       state = new_state
       done = step + 1
       record = {"step": done, "loss": loss, "target_accuracy": float(metrics["accuracy"]),
-                "used_ntk": float(metrics["used_ntk"])}
+                "used_ntk": float(metrics["used_ntk"]), "seconds": stats["step_times"][-1]}
       if done % FLAGS.eval_every == 0 or done == FLAGS.steps:
         stats["last_eval_accuracy"] = evaluate(state)
         record["test_accuracy_subset"] = stats["last_eval_accuracy"]
@@ -302,8 +316,12 @@ def main(argv):
 
   stats = {"resumed_from_step": 0, "step_times": [], "final_loss": None}
   if FLAGS.method == "kip":
-    state, stats = _run_kip(kernel_fn, data, x_init, y_init, y_train, eval_set, eval_get,
-                            n_devices=None)
+    try:
+      state, stats = _run_kip(kernel_fn, data, x_init, y_init, y_train, eval_set, eval_get,
+                              n_devices=None)
+    except FloatingPointError as e:  # the last checkpoint is intact
+      print(f"error: {e}", file=sys.stderr)
+      raise SystemExit(1) from None
     x_s, y_s = np.asarray(state.x_support), np.asarray(state.y_support)
     steps_done = int(state.step)
   else:
@@ -316,14 +334,7 @@ def main(argv):
     steps_done = 1
 
   distilled = _krr_accuracy(kernel_fn, x_s, y_s, data.x_test, data.y_test, eval_get)
-  transfer = natural_transfer = None
-  if FLAGS.transfer_model != "none":
-    with _common.user_errors():
-      transfer = _transfer(x_s, y_s, data, FLAGS.seed)
-      natural_transfer = _transfer(x_nat, y_nat, data, FLAGS.seed)
-
-  times = stats["step_times"]
-  per_step = float(np.median(times[1:] if len(times) > 1 else times)) if times else None
+  per_step = _seconds_per_step(stats["step_times"])
   from kernelcond import io
   io.save_npz(os.path.join(FLAGS.workdir, "distilled.npz"), images=x_s, labels=y_s,
               config=config)
@@ -337,8 +348,9 @@ def main(argv):
       "support_size": int(len(x_s)),
       "natural_test_accuracy": natural,
       "test_accuracy": distilled,
-      "transfer_test_accuracy": transfer,
-      "natural_transfer_test_accuracy": natural_transfer,
+      "transfer_test_accuracy": None,
+      "natural_transfer_test_accuracy": None,
+      "transfer_error": None,
       "eval_kernel": eval_get,
       "steps": steps_done,
       "resumed_from_step": stats["resumed_from_step"],
@@ -348,7 +360,20 @@ def main(argv):
       "devices": f"{jax.local_device_count()} x {jax.devices()[0].platform}",
       "versions": _common.versions(),
   }
-  io.save_json(os.path.join(FLAGS.workdir, "results.json"), results)
+  path = os.path.join(FLAGS.workdir, "results.json")
+  io.save_json(path, results)  # the distilled set and its KRR accuracy are safe from here
+  transfer = natural_transfer = None
+  if FLAGS.transfer_model != "none":
+    try:
+      transfer = _transfer(x_s, y_s, data, FLAGS.seed)
+      natural_transfer = _transfer(x_nat, y_nat, data, FLAGS.seed)
+    except (FloatingPointError, ValueError) as e:
+      results["transfer_error"] = f"{type(e).__name__}: {e}"
+      logging.warning("Finite-network transfer failed (results kept without it): %s", e)
+    results.update(transfer_test_accuracy=transfer,
+                   natural_transfer_test_accuracy=natural_transfer,
+                   wall_time_s=time.time() - start_time)
+    io.save_json(path, results)
 
   print(f"\n{FLAGS.method.upper()} on {data.name}: {FLAGS.ipc} images/class, {FLAGS.kernel} "
         f"{eval_get.upper()} ({backend} backend), {steps_done} step(s)")
@@ -357,6 +382,8 @@ def main(argv):
   if transfer is not None:
     print(f"  {FLAGS.transfer_model} trained on natural / distilled : "
           f"{natural_transfer:.4f} / {transfer:.4f}")
+  elif results["transfer_error"]:
+    print(f"  {FLAGS.transfer_model} transfer failed: {results['transfer_error']}")
   if per_step is not None and FLAGS.method == "kip":
     print(f"  {per_step * 1e3:.1f} ms/step, wall time {results['wall_time_s']:.1f} s")
   print(f"  outputs in {FLAGS.workdir}")

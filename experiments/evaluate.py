@@ -46,7 +46,7 @@ flags.DEFINE_bool("center_labels", True, "Centred one-hot targets for integer la
 flags.DEFINE_enum("model", "mlp", ["mlp", "convnet", "none"], "Finite network (or none).")
 flags.DEFINE_integer("epochs", 1000, "Epochs of the finite network (= steps for a set "
                      "smaller than the batch).")
-flags.DEFINE_float("lr", 0.05, "SGD learning rate of the finite network.")
+flags.DEFINE_float("lr", 0.01, "SGD learning rate of the finite network.")
 flags.DEFINE_integer("seed", 0, "Seed of the finite network.")
 flags.DEFINE_string("workdir", None, "Where results.json is written.")
 flags.mark_flag_as_required("support")

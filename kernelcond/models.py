@@ -71,9 +71,12 @@ class MLP(nn.Module):
 class ConvNet(nn.Module):
   """DC-style ConvNet: `depth` x (conv3x3 -> norm -> ReLU -> avgpool2x2), then a linear head.
 
-  The default (width 32, depth 3, instance norm) is sized for CPUs: one epoch
-  of Fashion-MNIST (60k 28x28 images) is a few-tens-of-seconds job on 2 cores
-  (see the README for the measurement). Dataset Condensation uses width 128.
+  The default (width 32, depth 3, instance norm; 21.9k parameters for 28x28x1
+  inputs and 10 classes) is sized for CPUs: one epoch of Fashion-MNIST (60k
+  28x28 images, batch 128) took about 70 s on 2 CPU cores that were shared
+  with other jobs (~150 ms per step; roughly half of that on idle cores).
+  Dataset Condensation uses width 128. On 8x8 inputs (digits) use depth 2:
+  instance norm over a 2x2 map in a third block discards most information.
 
   Attributes:
     num_classes: number of output logits.

@@ -160,22 +160,23 @@ def _safe_arctan2_jvp(primals, tangents):
 
 
 # ---------------------------------------------------------------------------
-# Layer rules on covariance arrays. `q` is an NNGP covariance, `t` the NTK (None
-# means identically zero, as at the input). `d1`, `d2` are the variances of the
-# two arguments at the same positions, broadcastable against `q`.
+# Layer rules on covariance arrays. `q` is an NNGP covariance, `t` the NTK: the
+# float 0.0 at the input (identically zero), or None when only the NNGP is wanted.
+# `d1`, `d2` are the variances of the two arguments at the same positions,
+# broadcastable against `q`.
 
 
 def _affine(q, t, fan_in: float, spec):
   """Dense / Conv weight rule (after the linear map `A` was applied to `q`, `t`).
 
   Args:
-    q: `A(nngp)` of any shape. t: `A(ntk)` or None (zero).
+    q: `A(nngp)` of any shape. t: `A(ntk)`, the float 0.0 (zero NTK) or None
+      (NTK not tracked).
     fan_in: the finite layer's fan-in (used by the standard parameterisation).
     spec: the `ArchSpec` (W_std, b_std, parameterization).
 
   Returns:
-    `(nngp, ntk)` after the layer; `ntk` is None when `t` was None and only the
-    NNGP is tracked (see `_Tracker`).
+    `(nngp, ntk)` after the layer; `ntk` is None when `t` was None.
   """
   w2, b2 = spec.W_std ** 2, spec.b_std ** 2
   q_new = w2 * q + b2 if spec.b_std > 0 else w2 * q

@@ -23,6 +23,7 @@ training set's fingerprint; a scores file is refused for another dataset.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from typing import Callable, Optional
@@ -89,6 +90,26 @@ def _num_params(tree) -> int:
   return int(sum(np.prod(np.shape(leaf)) for leaf in jax.tree_util.tree_leaves(tree)))
 
 
+@jax.jit
+def _grand_all(state: train.TrainState, x, y):
+  """`(b,)` norms of per-example gradients w.r.t. all parameters (inference mode)."""
+  def example_loss(params, xi, label):
+    logits = state.apply_fn(state.variables(params), xi[None], train=False)
+    return train.per_example_loss(logits, label[None], state.loss)[0]
+  grads = jax.vmap(jax.grad(example_loss), in_axes=(None, 0, 0))(state.params, x, y)
+  return jnp.sqrt(jax.vmap(_tree_sq_norm)(grads))
+
+
+@functools.partial(jax.jit, static_argnames="loss")
+def _grand_head(head, features, y, loss: str):
+  """`(b,)` norms of per-example gradients w.r.t. the classifier `head` only."""
+  def example_loss(head_params, f, label):
+    logits = f[None] @ head_params["kernel"] + head_params["bias"]
+    return train.per_example_loss(logits, label[None], loss)[0]
+  grads = jax.vmap(jax.grad(example_loss), in_axes=(None, 0, 0))(head, features, y)
+  return jnp.sqrt(jax.vmap(_tree_sq_norm)(grads))
+
+
 def grand(state: train.TrainState, x, y, *, batch_size: Optional[int] = None,
           last_layer_only: bool = False, max_bytes: int = 2 ** 30) -> np.ndarray:
   """GraNd scores: the L2 norm of each example's loss gradient.
@@ -112,29 +133,15 @@ def grand(state: train.TrainState, x, y, *, batch_size: Optional[int] = None,
     `(n,)` float32 scores.
   """
   x, y = _check_xy(x, y)
-  loss_name = state.loss
   if last_layer_only:
     if "head" not in state.params:
       raise ValueError("last_layer_only needs a model whose classifier is params['head']")
-
-    def head_loss(head_params, f, label):
-      logits = f[None] @ head_params["kernel"] + head_params["bias"]
-      return train.per_example_loss(logits, label[None], loss_name)[0]
-
-    per_example = jax.vmap(jax.grad(head_loss), in_axes=(None, 0, 0))
-    fn = jax.jit(lambda head, f, labels: jnp.sqrt(
-        jax.vmap(_tree_sq_norm)(per_example(head, f, labels))))
-    args, inputs = state.params["head"], train.features(state, x)
+    head = state.params["head"]
+    fn = lambda f, labels: _grand_head(head, f, labels, state.loss)
+    inputs, params_count = train.features(state, x), _num_params(head)
   else:
-    def example_loss(params, st, xi, label):
-      logits = st.apply_fn(st.variables(params), xi[None], train=False)
-      return train.per_example_loss(logits, label[None], loss_name)[0]
-
-    per_example = jax.vmap(jax.grad(example_loss), in_axes=(None, None, 0, 0))
-    fn = jax.jit(lambda st, xb, labels: jnp.sqrt(
-        jax.vmap(_tree_sq_norm)(per_example(st.params, st, xb, labels))))
-    args, inputs = state, x
-  params_count = _num_params(args.params if not last_layer_only else args)
+    fn = lambda xb, labels: _grand_all(state, xb, labels)
+    inputs, params_count = x, _num_params(state.params)
 
   if batch_size is None:
     batch_size = int(max(1, min(256, max_bytes // (8 * max(params_count, 1)))))
@@ -147,7 +154,7 @@ def grand(state: train.TrainState, x, y, *, batch_size: Optional[int] = None,
     if stop - start < bs:  # pad to a fixed shape: one compilation
       xb = np.concatenate([xb, np.repeat(xb[:1], bs - (stop - start), axis=0)])
       yb = np.concatenate([yb, np.repeat(yb[:1], bs - (stop - start), axis=0)])
-    out.append(np.asarray(fn(args, xb, yb))[: stop - start])
+    out.append(np.asarray(fn(xb, yb))[: stop - start])
   return np.concatenate(out).astype(np.float32)
 
 

@@ -24,6 +24,7 @@ averaged over examples; integer labels become one-hot targets). By default
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, Callable, Mapping, Optional
 
@@ -192,12 +193,31 @@ def learning_rate_schedule(config: TrainConfig, total_steps: int) -> Callable:
 
 
 def make_optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTransformation:
-  """SGD with momentum, weight decay and the schedule of `config`."""
-  momentum = float(config.momentum) if config.momentum > 0 else None
+  """SGD with momentum, weight decay and the schedule of `config`.
+
+  Configs with the same optimiser settings and `total_steps` get the same
+  (cached) transformation object, so the jitted `train_step` compiled for one
+  run is reused by the next (e.g. the cells of a pruning sweep).
+  """
+  return _cached_optimizer(float(config.lr), float(config.momentum),
+                           float(config.weight_decay), config.schedule, int(total_steps))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_optimizer(lr: float, momentum: float, weight_decay: float, schedule: str,
+                      total_steps: int) -> optax.GradientTransformation:
+  config = TrainConfig(lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule)
   return optax.chain(
-      optax.add_decayed_weights(float(config.weight_decay)),
-      optax.sgd(learning_rate_schedule(config, total_steps), momentum=momentum),
+      optax.add_decayed_weights(weight_decay),
+      optax.sgd(learning_rate_schedule(config, total_steps),
+                momentum=momentum if momentum > 0 else None),
   )
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_model(name: str, num_classes: int, model_kwargs: tuple):
+  """One Module object per architecture, so jitted functions keyed on it are reused."""
+  return models.get_model(name, num_classes, **dict(model_kwargs))
 
 
 def resolve_loss(config: TrainConfig, soft_targets: bool) -> str:
@@ -223,7 +243,7 @@ def create_train_state(config: TrainConfig, input_shape, num_classes: int,
   """
   if loss not in LOSSES:
     raise ValueError(f"Unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
-  model = models.get_model(config.model, num_classes, **config.model_kwargs_dict)
+  model = _cached_model(config.model, int(num_classes), config.model_kwargs)
   dummy = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
   variables = model.init(jax.random.PRNGKey(config.seed), dummy, train=False)
   variables = flax.core.unfreeze(variables)
@@ -358,17 +378,24 @@ def map_batched(fn: Callable, x, batch_size: int = 1000) -> np.ndarray:
   return np.concatenate(out, axis=0)
 
 
+@jax.jit
+def _logits(state: TrainState, x):
+  return state.apply_fn(state.variables(), x, train=False)
+
+
+@jax.jit
+def _features(state: TrainState, x):
+  return state.apply_fn(state.variables(), x, train=False, return_features=True)
+
+
 def predict(state: TrainState, x, batch_size: int = 1000) -> np.ndarray:
   """Inference-mode logits `(n, num_classes)` of `x` `(n, H, W, C)`, batched."""
-  fn = jax.jit(lambda xb: state.apply_fn(state.variables(), xb, train=False))
-  return map_batched(fn, x, batch_size)
+  return map_batched(lambda xb: _logits(state, xb), x, batch_size)
 
 
 def features(state: TrainState, x, batch_size: int = 1000) -> np.ndarray:
   """Inference-mode penultimate features `(n, d)` of `x`, batched (see models.py)."""
-  fn = jax.jit(lambda xb: state.apply_fn(state.variables(), xb, train=False,
-                                         return_features=True))
-  return map_batched(fn, x, batch_size)
+  return map_batched(lambda xb: _features(state, xb), x, batch_size)
 
 
 def evaluate(state: TrainState, x, y, batch_size: int = 1000) -> dict:

@@ -1,7 +1,6 @@
 """Models (shapes, features, registry) and training (loss decreases, resume, errors)."""
 
 import dataclasses
-import os
 
 import jax
 import numpy as np

@@ -39,9 +39,10 @@ def _loop_grad_norms(state, x, y, head_only=False):
   def loss(params, xi, yi):
     logits = state.apply_fn(state.variables(params), xi[None], train=False)
     return -jax.nn.log_softmax(logits)[0, yi]
+  grad_fn = jax.jit(jax.grad(loss))  # one example at a time: no vmap
   norms = []
   for i in range(x.shape[0]):
-    g = jax.grad(loss)(state.params, x[i], int(y[i]))
+    g = grad_fn(state.params, x[i], y[i])
     g = g["head"] if head_only else g
     norms.append(np.sqrt(sum(float(jnp.sum(leaf ** 2)) for leaf in jax.tree_util.tree_leaves(g))))
   return np.array(norms)

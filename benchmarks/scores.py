@@ -14,6 +14,10 @@ random values, 10 classes), times over the same `--n` examples and chunk size:
                per-example gradients of the classifier only;
   el2n         `scores.el2n`: one inference forward pass.
 
+With `--train_steps > 0` it also times `train.train_step` (SGD, train-mode
+normalisation, batch `--train_batch`) and extrapolates to seconds per epoch of
+60,000 examples (one Fashion-MNIST epoch).
+
 Every function is compiled before timing (best of `--repeats`). The last column is
 the time relative to fwd+bwd (GraNd's price for per-example gradients; 1.0 would
 mean per-example norms come for free).
@@ -38,6 +42,22 @@ flags.DEFINE_integer("width", 32, "ConvNet width.")
 flags.DEFINE_integer("depth", 3, "ConvNet depth.")
 flags.DEFINE_list("norms", ["instance", "batch"], "ConvNet normalisations to time.")
 flags.DEFINE_integer("repeats", 3, "Timed repetitions (best is reported).")
+flags.DEFINE_integer("train_steps", 30, "Timed SGD steps per model (0: skip).")
+flags.DEFINE_integer("train_batch", 128, "Batch size of the timed SGD steps.")
+
+
+def _seconds_per_step(state: train.TrainState, steps: int, batch_size: int) -> float:
+  """Mean wall time of `train_step` on random 28x28x1 batches (first step excluded)."""
+  rng = np.random.default_rng(1)
+  batches = [{"x": rng.standard_normal((batch_size, 28, 28, 1)).astype(np.float32),
+              "y": rng.integers(0, 10, batch_size).astype(np.int32)} for _ in range(4)]
+  state, metrics = train.train_step(state, batches[0])
+  jax.block_until_ready(metrics)
+  t0 = time.perf_counter()
+  for i in range(steps):
+    state, metrics = train.train_step(state, batches[i % 4])
+  jax.block_until_ready(metrics)
+  return (time.perf_counter() - t0) / steps
 
 
 def _best(fn, repeats: int) -> float:
@@ -97,6 +117,11 @@ def main(argv):
       floor = seconds if floor is None else floor
       print(f"{name:<28}{num_params:>9}{method:>12}{seconds:>10.3f}{n / seconds:>12.0f}"
             f"{seconds / floor:>10.2f}")
+    if FLAGS.train_steps > 0:
+      per_step = _seconds_per_step(state, FLAGS.train_steps, FLAGS.train_batch)
+      epoch = per_step * (60000 // FLAGS.train_batch)
+      print(f"{name:<28}{'':>9}{'sgd step':>12}{per_step:>10.3f}"
+            f"{FLAGS.train_batch / per_step:>12.0f}   -> {epoch:.1f} s per 60k-example epoch")
   print("/fwd+bwd: time relative to one batched mean-loss gradient over the same examples.")
 
 

@@ -63,6 +63,10 @@ def main(argv):
                                epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, lr=FLAGS.lr,
                                weight_decay=FLAGS.weight_decay, schedule=FLAGS.schedule,
                                seed=FLAGS.seed)
+    if FLAGS.num_inits < 1 or FLAGS.epochs < (1 if FLAGS.method == "forgetting" else 0):
+      raise ValueError(f"{FLAGS.method} needs --num_inits >= 1 and --epochs >= "
+                       f"{1 if FLAGS.method == 'forgetting' else 0}, got {FLAGS.num_inits} "
+                       f"and {FLAGS.epochs}")
     run_config = {"experiment": "score", **_common.data_config(), "method": FLAGS.method,
                   "num_inits": FLAGS.num_inits, "epochs": FLAGS.epochs,
                   "last_layer_only": FLAGS.last_layer_only, "train": config.to_dict()}

@@ -72,10 +72,10 @@ def run():
       "spec": spec.to_dict(), "kernel_backend": backend, "kernel_type": FLAGS.kernel_type,
       "ipc": ipcs, "seeds": seeds, "reg": FLAGS.reg,
   }
-  io.check_run_config(FLAGS.workdir, config)
   data = _common.load_data_from_flags()
-  for ipc in ipcs:  # fail fast, before any compute, on a budget a class cannot meet
+  for ipc in ipcs:  # fail before touching the workdir on a budget a class cannot meet
     preprocess.class_balanced_indices(data.y_train, ipc, 0, data.num_classes)
+  io.check_run_config(FLAGS.workdir, config)
   kernel_fn = kernels.make_kernel_fn(spec, backend)
 
   path = os.path.join(FLAGS.workdir, "results.json")

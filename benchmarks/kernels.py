@@ -20,13 +20,14 @@ FLOP model (a lower bound on the work any implementation must do):
 
 import os
 import sys
-import time
 
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _timing  # noqa: E402  (benchmarks/ helpers)
 
 from kernelcond import kernels
 
@@ -38,21 +39,6 @@ flags.DEFINE_list("backends", ["nt", "native"], "Backends to compare (skipped if
 flags.DEFINE_string("get", "ntk", "nngp or ntk (the NTK also computes the NNGP).")
 flags.DEFINE_integer("repeats", 3, "Timed repetitions (best is reported).")
 flags.DEFINE_integer("batch_size", 1000, "kernel_matrix block size.")
-
-
-def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
-  """Best float32 FLOP/s of an n x n x n jnp matmul on the default device."""
-  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-  f = jax.jit(lambda a, b: a @ b)
-  f(a, a).block_until_ready()
-  best = min(_timed(lambda: f(a, a).block_until_ready()) for _ in range(repeats))
-  return 2 * n ** 3 / best
-
-
-def _timed(fn) -> float:
-  t0 = time.perf_counter()
-  fn()
-  return time.perf_counter() - t0
 
 
 def flops(spec: kernels.ArchSpec, n1: int, n2: int, shape) -> float:
@@ -70,7 +56,7 @@ def flops(spec: kernels.ArchSpec, n1: int, n2: int, shape) -> float:
 
 def main(argv):
   del argv
-  rate = matmul_rate()
+  rate = _timing.matmul_rate()
   print(f"devices: {jax.device_count()} x {jax.devices()[0].platform}, jax {jax.__version__}; "
         f"float32 matmul rate: {rate / 1e9:.1f} GFLOP/s")
   backends = [b for b in FLAGS.backends
@@ -93,7 +79,7 @@ def main(argv):
         kernel_fn = kernels.make_kernel_fn(spec, backend)
         run = lambda: kernels.kernel_matrix(kernel_fn, x1, x2, FLAGS.get, FLAGS.batch_size)
         run()  # compile
-        seconds[backend] = min(_timed(run) for _ in range(FLAGS.repeats))
+        seconds[backend] = min(_timing.timed(run) for _ in range(FLAGS.repeats))
         achieved = flops(spec, n1, n2, shape) / seconds[backend]
         ratio = (f"{seconds['nt'] / seconds['native']:>10.2f}"
                  if backend == "native" and "nt" in seconds else f"{'':>10}")

@@ -31,13 +31,15 @@ step over the float32 rate of a large `jnp` matmul measured in the same run.
 
 import os
 import sys
-import time
 
 from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _timing  # noqa: E402  (benchmarks/ helpers)
 
 from kernelcond import kernels
 from kernelcond import kip
@@ -70,24 +72,9 @@ def step_flops(n_s: int, n_t: int, d: int, c: int, depth: int) -> float:
   return float(forward + backward)
 
 
-def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
-  """Best float32 FLOP/s of an n x n x n `jnp` matmul on the default device."""
-  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-  f = jax.jit(lambda a, b: a @ b)
-  f(a, a).block_until_ready()
-  best = min(_timed(lambda: f(a, a).block_until_ready()) for _ in range(repeats))
-  return 2 * n ** 3 / best
-
-
-def _timed(fn) -> float:
-  t0 = time.perf_counter()
-  fn()
-  return time.perf_counter() - t0
-
-
 def _median_time(fn, repeats: int) -> float:
   fn()  # compile
-  return float(np.median([_timed(fn) for _ in range(repeats)]))
+  return float(np.median([_timing.timed(fn) for _ in range(repeats)]))
 
 
 def _data(n_t: int):
@@ -128,7 +115,7 @@ def _plain_nt_step(spec, reg: float, lr: float):
 
 def main(argv):
   del argv
-  rate = matmul_rate()
+  rate = _timing.matmul_rate()
   n_t = FLAGS.target_batch
   x_pool, y_pool = _data(n_t)
   d = int(np.prod(x_pool.shape[1:]))

@@ -4,6 +4,7 @@ Small on purpose: each experiment defines its own flags and imports these
 helpers for the parts every script needs the same way.
 
     _common.define_data_flags()          # --dataset --data_dir --data_source --standardize --zca
+    _common.define_train_flags()         # --model --model_kwargs --batch_size --lr ...
     _common.define_distributed_flags()   # --jax_coordinator_address ...
     _common.maybe_initialize_distributed()
     data = _common.load_data_from_flags()   # loaded, checked and preprocessed
@@ -39,6 +40,28 @@ def define_data_flags(default_dataset: str = "digits") -> None:
   flags.DEFINE_bool("standardize", True, "Standardise each channel with training statistics.")
   flags.DEFINE_float("zca", 0.0, "ZCA whitening strength relative to the mean eigenvalue "
                      "(0 = off; KIP on conv kernels uses about 0.1).")
+
+
+def define_train_flags() -> None:
+  """Defines the finite-network training flags shared by score.py and prune.py."""
+  flags.DEFINE_string("model", "convnet", "mlp, convnet or resnet18.")
+  flags.DEFINE_string("model_kwargs", "", "Model attributes, e.g. 'width=32,depth=3,norm=batch' "
+                      "or 'widths=256:256' for the MLP.")
+  flags.DEFINE_integer("batch_size", 128, "Training batch size.")
+  flags.DEFINE_float("lr", 0.05, "Peak SGD learning rate.")
+  flags.DEFINE_float("weight_decay", 5e-4, "Weight decay.")
+  flags.DEFINE_enum("schedule", "cosine", ["cosine", "step", "constant"],
+                    "Learning-rate schedule.")
+
+
+def train_config_from_flags(**fields):
+  """A `train.TrainConfig` from the training flags; `fields` sets the rest (epochs, seed)."""
+  from kernelcond import train
+
+  return train.TrainConfig(model=FLAGS.model,
+                           model_kwargs=train.parse_model_kwargs(FLAGS.model_kwargs),
+                           batch_size=FLAGS.batch_size, lr=FLAGS.lr,
+                           weight_decay=FLAGS.weight_decay, schedule=FLAGS.schedule, **fields)
 
 
 def define_distributed_flags() -> None:

@@ -52,6 +52,7 @@ FEATURE_METHODS = ("herding", "kcenter")
 
 FLAGS = flags.FLAGS
 _common.define_data_flags()
+_common.define_train_flags()
 flags.DEFINE_list("methods", list(METHODS), f"Selection methods, any of {', '.join(METHODS)}.")
 flags.DEFINE_list("fractions", ["1.0", "0.8", "0.6", "0.4", "0.2"],
                   "Fractions of the training set to keep, each in (0, 1].")
@@ -60,13 +61,6 @@ flags.DEFINE_enum("budget", "steps", ["steps", "epochs"],
                   "steps: as many SGD steps as --epochs on the full set; epochs: --epochs "
                   "passes over each subset.")
 flags.DEFINE_integer("epochs", 10, "Training epochs (of the full set, with --budget=steps).")
-flags.DEFINE_string("model", "convnet", "mlp, convnet or resnet18.")
-flags.DEFINE_string("model_kwargs", "", "Model attributes, e.g. 'width=32,depth=3,norm=batch' "
-                    "or 'widths=256:256' for the MLP.")
-flags.DEFINE_integer("batch_size", 128, "Training batch size.")
-flags.DEFINE_float("lr", 0.05, "Peak SGD learning rate.")
-flags.DEFINE_float("weight_decay", 5e-4, "Weight decay.")
-flags.DEFINE_enum("schedule", "cosine", ["cosine", "step", "constant"], "Learning-rate schedule.")
 flags.DEFINE_integer("score_epochs", 5, "Epochs of training before scoring / embedding "
                      "(0: at initialisation; forgetting needs >= 1).")
 flags.DEFINE_integer("score_inits", 2, "Initialisations the scores are averaged over.")
@@ -215,10 +209,7 @@ def main(argv):
     from kernelcond import train
 
     methods, fractions, seeds = _parse_lists()
-    config = train.TrainConfig(model=FLAGS.model,
-                               model_kwargs=train.parse_model_kwargs(FLAGS.model_kwargs),
-                               epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, lr=FLAGS.lr,
-                               weight_decay=FLAGS.weight_decay, schedule=FLAGS.schedule)
+    config = _common.train_config_from_flags(epochs=FLAGS.epochs)
     if "forgetting" in methods and FLAGS.score_epochs < 1 and not FLAGS.scores_dir:
       raise ValueError("forgetting needs --score_epochs >= 1")
     run_config = {

@@ -32,17 +32,11 @@ import _common  # noqa: E402
 
 FLAGS = flags.FLAGS
 _common.define_data_flags()
+_common.define_train_flags()
 flags.DEFINE_enum("method", "el2n", ["el2n", "grand", "forgetting"], "Score to compute.")
 flags.DEFINE_integer("num_inits", 2, "Independent initialisations to average over.")
 flags.DEFINE_integer("epochs", 5, "Training epochs before scoring (0: at initialisation; "
                      "forgetting needs >= 1).")
-flags.DEFINE_string("model", "convnet", "mlp, convnet or resnet18.")
-flags.DEFINE_string("model_kwargs", "", "Model attributes, e.g. 'width=32,depth=3,norm=batch' "
-                    "or 'widths=256:256' for the MLP.")
-flags.DEFINE_integer("batch_size", 128, "Training batch size.")
-flags.DEFINE_float("lr", 0.05, "Peak SGD learning rate.")
-flags.DEFINE_float("weight_decay", 5e-4, "Weight decay.")
-flags.DEFINE_enum("schedule", "cosine", ["cosine", "step", "constant"], "Learning-rate schedule.")
 flags.DEFINE_bool("last_layer_only", False, "GraNd: gradient of the classifier only.")
 flags.DEFINE_integer("seed", 0, "Seed of the first initialisation.")
 flags.DEFINE_string("workdir", None, "Output directory (created; an existing one resumes).")
@@ -56,13 +50,8 @@ def main(argv):
   with _common.user_errors():
     from kernelcond import io
     from kernelcond import scores
-    from kernelcond import train
 
-    config = train.TrainConfig(model=FLAGS.model,
-                               model_kwargs=train.parse_model_kwargs(FLAGS.model_kwargs),
-                               epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, lr=FLAGS.lr,
-                               weight_decay=FLAGS.weight_decay, schedule=FLAGS.schedule,
-                               seed=FLAGS.seed)
+    config = _common.train_config_from_flags(epochs=FLAGS.epochs, seed=FLAGS.seed)
     if FLAGS.num_inits < 1 or FLAGS.epochs < (1 if FLAGS.method == "forgetting" else 0):
       raise ValueError(f"{FLAGS.method} needs --num_inits >= 1 and --epochs >= "
                        f"{1 if FLAGS.method == 'forgetting' else 0}, got {FLAGS.num_inits} "
@@ -94,7 +83,7 @@ def main(argv):
         f"{FLAGS.num_inits} init(s), {FLAGS.epochs} epoch(s))")
   print(f"  mean {values.mean():.4f}  std {values.std():.4f}  min {values.min():.4f}  "
         f"median {np.median(values):.4f}  max {values.max():.4f}")
-  print(f"  hardest 10 (index:label): "
+  print("  hardest 10 (index:label): "
         + " ".join(f"{i}:{data.y_train[i]}" for i in hardest))
   print(f"scores: {path}")
 

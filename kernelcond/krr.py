@@ -20,6 +20,7 @@ import numpy as np
 
 def regularized(k_train_train: jax.Array, reg: float) -> jax.Array:
   """`K + reg * trace(K) / n * I`: the one regularisation rule of kernelcond."""
+  k_train_train = jnp.asarray(k_train_train)
   n = k_train_train.shape[0]
   return k_train_train + (reg * jnp.trace(k_train_train) / n) * jnp.eye(n, dtype=k_train_train.dtype)
 

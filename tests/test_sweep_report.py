@@ -1,0 +1,258 @@
+"""experiments/sweep.py (cells, dry run, skip and resume) and experiments/report.py.
+
+The sweep runs as a subprocess; its tiny real run uses digits, a 2-layer FC
+kernel on the native backend and a few KIP steps. The report is checked on
+fake sweep roots whose results.json files hold known numbers: the markdown must
+show exactly those numbers (means and stds worked out by hand here).
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SWEEP = os.path.join(ROOT, "experiments", "sweep.py")
+REPORT = os.path.join(ROOT, "experiments", "report.py")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _run(script, *args):
+  proc = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
+                        cwd=ROOT, timeout=300)
+  return proc.returncode, proc.stdout, proc.stderr
+
+
+def _dry_run(*args):
+  """{cell name: (status, command)} from a --dry_run listing."""
+  rc, out, err = _run(SWEEP, "--dry_run", *args)
+  assert rc == 0, err
+  cells, lines = {}, out.splitlines()
+  for header, command in zip(lines, lines[1:]):
+    m = re.fullmatch(r"# (\S+) \[(finished|pending)\]", header)
+    if m:
+      cells[m.group(1)] = (m.group(2), command)
+  return cells, out
+
+
+# ----------------------------------------------------------------------------
+# sweep.py
+
+
+def test_kip_dry_run_lists_every_cell(tmp_path):
+  root = tmp_path / "sweep"
+  cells, out = _dry_run("--sweep=kip", f"--root={root}", "--dataset=digits", "--seeds=0,1",
+                        "--ipc=1,10", "--steps=7")
+  expected = {f"{group}/ipc{ipc}/seed{seed}" for group in ("natural", "ls", "kip")
+              for ipc in (1, 10) for seed in (0, 1)}
+  assert set(cells) == expected
+  assert list(cells)[:4] == [f"natural/ipc{i}/seed{s}" for i in (1, 10) for s in (0, 1)]
+  for name, (status, command) in cells.items():
+    group, ipc, seed = re.fullmatch(r"(\w+)/ipc(\d+)/seed(\d+)", name).groups()
+    assert status == "pending"
+    assert command.startswith(sys.executable)
+    assert f"--workdir={root / name}" in command and "--dataset=digits" in command
+    assert f"--ipc={ipc}" in command
+    if group == "natural":
+      assert "krr_baseline.py" in command and f"--seeds={seed}" in command
+    else:
+      assert "distill.py" in command and f"--method={group}" in command
+      assert f"--seed={seed}" in command
+      assert ("--steps=7" in command) == (group == "kip")
+  assert "12 cell(s), 0 finished, 12 to run" in out
+  assert not root.exists()  # a dry run writes nothing
+
+
+def test_prune_dry_run_lists_scores_then_cells(tmp_path):
+  root = tmp_path / "sweep"
+  cells, _ = _dry_run("--sweep=prune", f"--root={root}", "--dataset=digits",
+                      "--methods=random,el2n,forgetting,kcenter", "--fractions=0.5,1.0,0.25",
+                      "--seeds=3")
+  assert list(cells) == ["scores/el2n", "scores/forgetting", "prune/full", "prune/random",
+                         "prune/el2n", "prune/forgetting", "prune/kcenter"]
+  assert "score.py" in cells["scores/el2n"][1] and "--method=el2n" in cells["scores/el2n"][1]
+  full = cells["prune/full"][1]
+  assert "prune.py" in full and "--fractions=1.0" in full and "--seeds=3" in full
+  el2n = cells["prune/el2n"][1]
+  assert "--methods=el2n" in el2n and "--fractions=0.5,0.25" in el2n
+  assert f"--scores_dir={root / 'scores' / 'el2n'}" in el2n
+  assert "--scores_dir" not in cells["prune/kcenter"][1]
+
+
+def test_sweep_refuses_bad_flags(tmp_path):
+  rc, _, err = _run(SWEEP, "--sweep=kip", f"--root={tmp_path}", "--methods=kip,nope",
+                    "--dry_run")
+  assert rc == 1 and "nope" in err and "valid" in err
+  rc, _, err = _run(SWEEP, "--sweep=prune", f"--root={tmp_path}", "--fractions=0.5,1.5",
+                    "--dry_run")
+  assert rc == 1 and "--fractions" in err
+  rc, _, err = _run(SWEEP, "--sweep=kip", f"--root={tmp_path}", "--only=zzz", "--dry_run")
+  assert rc == 1 and "matches no cell" in err
+
+
+TINY_KIP = ["--sweep=kip", "--dataset=digits", "--seeds=0", "--ipc=1", "--kernel=fc2",
+            "--kernel_backend=native", "--target_batch=100", "--transfer_model=none",
+            "--cell_flag=--eval_size=100"]
+_SCRIPTS = ("distill.py", "krr_baseline.py")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not all(os.path.exists(os.path.join(ROOT, "experiments", s))
+                            for s in _SCRIPTS), reason="experiment scripts missing")
+def test_tiny_sweep_runs_then_skips_finished_cells(tmp_path):
+  root = tmp_path / "sweep"
+  rc, out, err = _run(SWEEP, *TINY_KIP, "--steps=2", f"--root={root}")
+  assert rc == 0, out + err
+  record = json.loads((root / "sweep.json").read_text())
+  names = ["natural/ipc1/seed0", "ls/ipc1/seed0", "kip/ipc1/seed0"]
+  assert [c["name"] for c in record["cells"]] == names
+  assert all(c["status"] == "finished" and c["returncode"] == 0 for c in record["cells"])
+  assert record["machine"]["cpu_cores"] >= 1 and record["settings"]["steps"] == 2
+  for name in names:
+    assert (root / name / "results.json").exists()
+    assert (root / "logs" / (name.replace("/", "__") + ".log")).exists()
+  kip_results = json.loads((root / "kip/ipc1/seed0/results.json").read_text())
+  assert kip_results["steps"] == 2
+
+  # Re-run: every cell is finished and skipped (no subprocess, the outputs are untouched).
+  mtime = os.path.getmtime(root / "kip/ipc1/seed0/results.json")
+  rc, out, err = _run(SWEEP, *TINY_KIP, "--steps=2", f"--root={root}")
+  assert rc == 0, out + err
+  assert out.count("finished, skipped") == 3 and "running" not in out
+  assert os.path.getmtime(root / "kip/ipc1/seed0/results.json") == mtime
+
+  # More KIP steps make only the KIP cell unfinished (it would resume from its checkpoint);
+  # a cell whose results.json is gone is unfinished too.
+  cells, _ = _dry_run(*TINY_KIP, "--steps=4", f"--root={root}")
+  assert {n: s for n, (s, _) in cells.items()} == {
+      "natural/ipc1/seed0": "finished", "ls/ipc1/seed0": "finished",
+      "kip/ipc1/seed0": "pending"}
+  os.remove(root / "ls/ipc1/seed0/results.json")
+  cells, _ = _dry_run(*TINY_KIP, "--steps=2", f"--root={root}")
+  assert cells["ls/ipc1/seed0"][0] == "pending" and cells["kip/ipc1/seed0"][0] == "finished"
+
+
+# ----------------------------------------------------------------------------
+# report.py on fake roots
+
+
+def _write(path, obj):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(obj, f)
+
+
+def _distill(method, ipc, seed, acc, transfer, natural_transfer, per_step, wall):
+  config = {"experiment": "distill", "dataset": "fashion_mnist", "method": method, "ipc": ipc,
+            "seed": seed, "kernel": "fc3", "kernel_type": "ntk", "init": "real",
+            "init_npz": None, "learn_labels": True, "transfer_model": "mlp"}
+  return {"config": config, "kernel_backend": "native", "test_accuracy": acc,
+          "natural_test_accuracy": 0.5, "transfer_test_accuracy": transfer,
+          "natural_transfer_test_accuracy": natural_transfer, "eval_kernel": "ntk",
+          "steps": 1000 if method == "kip" else 1, "seconds_per_step": per_step,
+          "wall_time_s": wall, "devices": "1 x cpu",
+          "versions": {"python": "3.11.7", "jax": "9.9.9", "neural-tangents": None}}
+
+
+@pytest.fixture
+def fake_roots(tmp_path):
+  kip_root, prune_root = tmp_path / "sweep_kip", tmp_path / "sweep_prune"
+  _write(kip_root / "sweep.json", {"sweep": "kip", "counts": {"finished": 7},
+                                   "machine": {"cpu_model": "Test CPU 9000", "cpu_cores": 7}})
+  for ipc, accs in ((1, (0.61, 0.65)), (10, (0.70, 0.74))):
+    for seed, acc in enumerate(accs):
+      _write(kip_root / f"natural/ipc{ipc}/seed{seed}/results.json", {
+          "config": {"experiment": "krr_baseline", "dataset": "fashion_mnist", "kernel": "fc3",
+                     "kernel_type": "ntk", "kernel_backend": "native", "ipc": [ipc],
+                     "seeds": [seed]},
+          "results": {str(ipc): {"seeds": [seed], "test_accuracy": [acc],
+                                 "test_accuracy_mean": acc, "test_accuracy_std": 0.0}},
+          "wall_time_s": 3.0, "versions": {"jax": "9.9.9"}})
+  _write(kip_root / "kip/ipc1/seed0/results.json",
+         _distill("kip", 1, 0, 0.71, 0.50, 0.40, 0.05, 100.0))
+  _write(kip_root / "kip/ipc1/seed1/results.json",
+         _distill("kip", 1, 1, 0.75, 0.52, 0.42, 0.07, 120.0))
+  _write(kip_root / "ls/ipc1/seed0/results.json",
+         _distill("ls", 1, 0, 0.68, None, None, 2.0, 10.0))
+  # A KIP checkpoint directory is not a result.
+  _write(kip_root / "kip/ipc1/seed0/checkpoints/results.json", {"config": {}})
+
+  def cell(seeds, accs, wall):
+    return {"seeds": seeds, "test_accuracy": accs, "wall_time_s": wall, "n_kept": 1}
+
+  config = {"experiment": "prune", "dataset": "fashion_mnist", "budget": "steps",
+            "train": {"model": "convnet", "model_kwargs": {}, "epochs": 10},
+            "score_epochs": 5, "score_inits": 2, "offset": 0.0}
+  _write(prune_root / "prune/full/results.json", {
+      "config": config, "n_train": 60000, "n_test": 10000, "full_steps": 4680,
+      "results": {"full": {"1": cell([0, 1], [0.90, 0.92], [60.0, 60.0])}}})
+  _write(prune_root / "prune/el2n/results.json", {
+      "config": config, "n_train": 60000, "n_test": 10000, "full_steps": 4680,
+      "results": {"el2n": {"0.5": cell([0, 1], [0.89, 0.91], [30.0, 30.0])}}})
+  _write(prune_root / "prune/random/results.json", {
+      "config": config, "n_train": 60000, "n_test": 10000, "full_steps": 4680,
+      "results": {"random": {"0.5": cell([0, 1], [0.87, 0.88], [30.0, 30.0]),
+                             "0.3": cell([0], [0.80], [20.0])}}})
+  return kip_root, prune_root
+
+
+def _row(markdown, first_cell):
+  """The cells of the markdown table row whose first cell is `first_cell`."""
+  for line in markdown.splitlines():
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    if line.startswith("|") and cells[0] == first_cell:
+      return cells
+  raise AssertionError(f"no table row {first_cell!r} in:\n{markdown}")
+
+
+def test_report_shows_exactly_the_results(fake_roots, tmp_path):
+  kip_root, prune_root = fake_roots
+  out = tmp_path / "docs" / "results.md"
+  rc, stdout, err = _run(REPORT, f"--roots={kip_root},{prune_root}", f"--out={out}")
+  assert rc == 0, err
+  md = out.read_text()
+
+  # KRR table: columns 1 and 10 images per class; mean ± std (ddof=0) in percent.
+  assert _row(md, "support set")[1:] == ["1 img/class", "10 img/class"]
+  assert _row(md, "natural")[1:] == ["63.00 ± 2.00 (n=2)", "72.00 ± 2.00 (n=2)"]
+  assert _row(md, "KIP")[1:] == ["73.00 ± 2.00 (n=2)", "–"]
+  assert _row(md, "Label Solve")[1:] == ["68.00 ± 0.00 (n=1)", "–"]
+  assert _row(md, "KIP → mlp")[1:] == ["51.00 ± 1.00 (n=2)", "–"]
+  assert _row(md, "natural → mlp")[1:] == ["41.00 ± 1.00 (n=2)", "–"]
+  # The paper's Fashion-MNIST rows, labelled, in the same columns.
+  paper = [line for line in md.splitlines() if line.startswith("| *paper: KIP, ConvNet")]
+  assert paper and "*76.7*" in paper[0] and "*88.8*" in paper[0] and "91.0" not in paper[0]
+  assert "arXiv:2107.13034" in paper[0]
+  # Cost: seconds per step and wall time are means over the runs.
+  cost = [line for line in md.splitlines() if line.startswith("| KIP | 1 |")]
+  assert cost and "60.0 ms" in cost[0] and "110.0 s" in cost[0] and "| 1000 |" in cost[0]
+  # Machine from sweep.json, versions from results.json.
+  assert "Test CPU 9000, 7 cores" in md
+  assert _row(md, "jax")[1] == "9.9.9"
+
+  # Pruning table: fractions in decreasing order, the full set in its own row.
+  assert _row(md, "method")[1:4] == ["keep 100%", "keep 50%", "keep 30%"]
+  assert _row(md, "full training set")[1] == "91.00 ± 1.00 (n=2)"
+  assert _row(md, "el2n")[1:4] == ["", "90.00 ± 1.00 (n=2)", "–"]
+  assert _row(md, "random")[1:4] == ["", "87.50 ± 0.50 (n=2)", "80.00 ± 0.00 (n=1)"]
+  assert "EL2N reaches 90.00% against 91.00% for the full training set (-1.00 points)" in md
+
+  # Figures: written under docs/figures and linked relative to the markdown file.
+  links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+  assert len(links) == 2 and all(link.startswith("figures/") for link in links)
+  for link in links:
+    with open(out.parent / link, "rb") as f:
+      assert f.read(8) == PNG_MAGIC
+
+
+def test_report_refuses_missing_or_empty_roots(tmp_path):
+  rc, _, err = _run(REPORT, f"--roots={tmp_path / 'nope'}", f"--out={tmp_path / 'r.md'}")
+  assert rc == 1 and "does not exist" in err
+  (tmp_path / "empty").mkdir()
+  rc, _, err = _run(REPORT, f"--roots={tmp_path / 'empty'}", f"--out={tmp_path / 'r.md'}")
+  assert rc == 1 and "No results.json" in err
+  assert not (tmp_path / "r.md").exists()

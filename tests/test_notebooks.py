@@ -46,6 +46,8 @@ def python3_kernel(tmp_path, monkeypatch):
           "display_name": "Python 3 (kernelcond tests)", "language": "python"}
   (spec_dir / "kernel.json").write_text(json.dumps(spec))
   monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+  monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+  monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
   monkeypatch.setenv("KERNELCOND_NOTEBOOK_FAST", os.environ.get("KERNELCOND_NOTEBOOK_FAST", "1"))
   return "python3"
 

@@ -9,7 +9,6 @@ show exactly those numbers (means and stds worked out by hand here).
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 

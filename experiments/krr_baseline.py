@@ -20,6 +20,7 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -96,6 +97,7 @@ def run():
       cell["test_accuracy_mean"] = float(np.mean(cell["test_accuracy"]))
       cell["test_accuracy_std"] = float(np.std(cell["test_accuracy"]))
       results.update(config=config, dataset=data.name, n_test=len(data.y_test),
+                     devices=jax.local_device_count(),
                      wall_time_s=elapsed_before + time.time() - start,
                      versions=_common.versions())
       io.save_json(path, results)

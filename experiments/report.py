@@ -73,8 +73,8 @@ def machine_info() -> dict:
         if line.lower().startswith("model name"):
           model = line.split(":", 1)[1].strip()
           break
-  except OSError:
-    pass
+  except OSError:  # no /proc/cpuinfo: not Linux
+    model = None
   return {"cpu_model": model or platform.processor() or platform.machine(),
           "cpu_cores": os.cpu_count(), "platform": platform.platform(),
           "python": platform.python_version()}

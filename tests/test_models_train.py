@@ -91,7 +91,7 @@ def test_schedule_steps_without_divisibility(n):
 
 
 class _Killed(Exception):
-  pass
+  """Stands for a run killed mid-epoch."""
 
 
 def test_checkpoint_resume_matches_uninterrupted_run(tmp_path):

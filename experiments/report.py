@@ -274,14 +274,8 @@ def condensation_figure(key, g, path: str) -> None:
   ax.set_xticks(ipcs)
   ax.set_xticklabels([str(i) for i in ipcs])
   ax.minorticks_off()
-  ax.set_xlabel("images per class")
-  ax.set_ylabel("test accuracy (%)")
-  ax.set_title(f"{pretty_dataset(key[0])}: {key[1]} {key[2].upper()}", fontsize=10)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  _savefig(fig, path)
-  plt.close(fig)
+  _finish_accuracy_figure(fig, ax, "images per class",
+                          f"{pretty_dataset(key[0])}: {key[1]} {key[2].upper()}", path)
 
 
 def pruning_figure(key, g, path: str) -> None:
@@ -301,9 +295,17 @@ def pruning_figure(key, g, path: str) -> None:
     s = [100 * stats(points[f].values())[1] for f in fs]
     ax.errorbar(fs, m, yerr=s, marker="o", capsize=3, label=method)
   ax.invert_xaxis()
-  ax.set_xlabel("fraction of the training set kept")
+  _finish_accuracy_figure(fig, ax, "fraction of the training set kept",
+                          f"{pretty_dataset(key[0])}: {key[1]}, budget={key[3]}", path)
+
+
+def _finish_accuracy_figure(fig, ax, xlabel: str, title: str, path: str) -> None:
+  """Labels, grid and legend of an accuracy plot; saves it to `path` and closes it."""
+  import matplotlib.pyplot as plt
+
+  ax.set_xlabel(xlabel)
   ax.set_ylabel("test accuracy (%)")
-  ax.set_title(f"{pretty_dataset(key[0])}: {key[1]}, budget={key[3]}", fontsize=10)
+  ax.set_title(title, fontsize=10)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()

@@ -52,8 +52,11 @@ flags.DEFINE_enum("kernel_type", "ntk", ["ntk", "nngp", "sample"],
                   "Kernel of the KRR loss; 'sample' draws NTK or NNGP at every step "
                   "(evaluation then uses the NTK).")
 flags.DEFINE_integer("steps", 1000, "KIP steps in total (a resumed run continues to this).")
-flags.DEFINE_float("lr", 0.01, "Adam learning rate (images and labels).")
+flags.DEFINE_float("lr", 0.04, "Adam learning rate (images and labels).")
 flags.DEFINE_enum("optimizer", "adam", ["adam", "sgd", "momentum"], "KIP optimizer.")
+flags.DEFINE_enum("lr_schedule", "cosine", ["constant", "cosine"],
+                  "Learning-rate schedule; 'cosine' decays to lr/100 over --steps (a resumed "
+                  "run must then keep --steps).")
 flags.DEFINE_integer("target_batch", 5000, "Target examples per KIP step (clipped to "
                      "the training set size).")
 flags.DEFINE_bool("learn_labels", True, "KIP: learn the support labels too.")
@@ -75,12 +78,14 @@ flags.DEFINE_enum("transfer_model", "mlp", ["mlp", "convnet", "none"],
                   "Finite network trained on the distilled set at the end.")
 flags.DEFINE_integer("transfer_epochs", 1000, "Epochs (= steps for a set smaller than "
                      "the batch) of the finite network.")
-flags.DEFINE_float("transfer_lr", 0.01, "SGD learning rate of the finite network.")
+flags.DEFINE_enum("transfer_optimizer", "adam", ["adam", "sgd"],
+                  "Optimizer of the finite network (MSE on targets rescaled to one-hot RMS).")
+flags.DEFINE_float("transfer_lr", 0.001, "Learning rate of the finite network.")
 flags.mark_flag_as_required("workdir")
 
 # Flags that may change between a run and its resumption.
 _RESUMABLE = ("steps", "checkpoint_every", "eval_every", "eval_size", "transfer_model",
-              "transfer_epochs", "transfer_lr")
+              "transfer_epochs", "transfer_lr", "transfer_optimizer")
 
 
 class _Terminated(Exception):
@@ -100,7 +105,8 @@ def _config(backend: str) -> dict:
            "learn_labels", "reg", "ls_ridge", "center_labels", "init", "init_npz", "seed")
   return {"experiment": "distill", **_common.data_config(),
           **{n: FLAGS[n].value for n in names}, "spec": spec.to_dict(),
-          "kernel_backend": backend,
+          "kernel_backend": backend, "lr_schedule": FLAGS.lr_schedule,
+          "decay_steps": _kip_config().decay_steps,
           **{n: FLAGS[n].value for n in _RESUMABLE}}
 
 
@@ -122,6 +128,14 @@ def _load_support_npz(path: str, image_shape, num_classes: int):
   preprocess.check_finite(x, f"{path} images")
   preprocess.check_finite(y, f"{path} labels")
   return x, y.astype(np.float32)
+
+
+def _kip_config():
+  from kernelcond import kip
+  return kip.KipConfig(lr=FLAGS.lr, reg=FLAGS.reg, target_batch=FLAGS.target_batch,
+                       learn_labels=FLAGS.learn_labels, kernel=FLAGS.kernel_type,
+                       optimizer=FLAGS.optimizer, lr_schedule=FLAGS.lr_schedule,
+                       decay_steps=FLAGS.steps if FLAGS.lr_schedule == "cosine" else 0)
 
 
 def _krr_accuracy(kernel_fn, x_s, y_s, x, y, get) -> float:
@@ -162,8 +176,24 @@ def _seconds_per_step(step_times) -> float | None:
   return float(np.median(times)) if times else None
 
 
+_MAX_CHUNK = 256  # steps per jitted chunk at most
+_CHUNK_SECONDS = 0.5  # aimed-at duration of a chunk
+
+
+def _chunk_end(step: int) -> int:
+  """The next step at which the loop must stop: an evaluation, a checkpoint or the end."""
+  ends = [FLAGS.steps]
+  for every in (FLAGS.eval_every, FLAGS.checkpoint_every):
+    ends.append((step // every + 1) * every)
+  return min(ends)
+
+
 def _run_kip(kernel_fn, data, x_init, y_init, y_train, eval_set, eval_get, n_devices):
-  """The resumable KIP loop. Returns (state, loop statistics)."""
+  """The resumable KIP loop. Returns (state, loop statistics).
+
+  Steps run in jit-compiled chunks (`kip.make_run`, one dispatch per chunk) that
+  end at every evaluation and checkpoint; each step's metrics are still logged.
+  """
   import jax
   import jax.numpy as jnp
   from tqdm import tqdm
@@ -171,19 +201,16 @@ def _run_kip(kernel_fn, data, x_init, y_init, y_train, eval_set, eval_get, n_dev
   from kernelcond import io
   from kernelcond import kip
 
-  config = kip.KipConfig(lr=FLAGS.lr, reg=FLAGS.reg, target_batch=FLAGS.target_batch,
-                         learn_labels=FLAGS.learn_labels, kernel=FLAGS.kernel_type,
-                         optimizer=FLAGS.optimizer)
+  config = _kip_config()
   optimizer = kip.make_optimizer(config)
   ckpt_dir = os.path.join(FLAGS.workdir, "checkpoints")
   state = kip.init_state(x_init, y_init, optimizer, seed=FLAGS.seed)
   state, start = io.restore_checkpoint(ckpt_dir, state)
   if start:
     logging.info("Resuming KIP from step %d (%s)", start, ckpt_dir)
-  step_fn = kip.make_step(kernel_fn, config, optimizer, n_devices=n_devices)
+  run = kip.make_run(kernel_fn, config, optimizer, n_devices=n_devices, max_steps=_MAX_CHUNK)
   x_train = jnp.asarray(data.x_train)
   y_train = jnp.asarray(y_train)
-  batch = min(FLAGS.target_batch, data.num_train)
   base_key = jax.random.PRNGKey(FLAGS.seed + 1)
   log = _MetricsLog(os.path.join(FLAGS.workdir, "metrics.jsonl"), start)
   x_eval, y_eval = eval_set
@@ -195,31 +222,43 @@ def _run_kip(kernel_fn, data, x_init, y_init, y_train, eval_set, eval_get, n_dev
 
   bar = tqdm(total=FLAGS.steps, initial=start, desc="KIP", dynamic_ncols=True,
              disable=None)
-  step = start
   previous = signal.signal(signal.SIGTERM, _on_sigterm)
+  step = start
+  seconds = None  # per step, from the last chunk
   try:
-    for step in range(start, FLAGS.steps):
+    while step < FLAGS.steps:
+      # Chunks of about _CHUNK_SECONDS keep Ctrl-C and the progress bar responsive.
+      n = _chunk_end(step) - step
+      n = min(n, _MAX_CHUNK, max(1, int(_CHUNK_SECONDS / seconds)) if seconds else 1)
       t0 = time.perf_counter()
-      x_t, y_t = kip.sample_targets(jax.random.fold_in(base_key, step), x_train, y_train, batch)
-      new_state, metrics = step_fn(state, x_t, y_t)
-      loss = float(metrics["loss"])
-      stats["step_times"].append(time.perf_counter() - t0)
-      if not np.isfinite(loss):
-        raise FloatingPointError(f"KIP loss is {loss} at step {step}; lower --lr or raise --reg.")
+      new_state, metrics = run(state, x_train, y_train, base_key, n)
+      losses = np.asarray(metrics["loss"])[:n]
+      seconds = (time.perf_counter() - t0) / n
+      bad = np.flatnonzero(~np.isfinite(losses))
+      if bad.size:  # state stays at the chunk's start (the last checkpoint is intact)
+        raise FloatingPointError(f"KIP loss is {losses[bad[0]]} at step {step + bad[0]}; "
+                                 "lower --lr or raise --reg.")
       state = new_state
-      done = step + 1
-      record = {"step": done, "loss": loss, "target_accuracy": float(metrics["accuracy"]),
-                "used_ntk": float(metrics["used_ntk"]), "seconds": stats["step_times"][-1]}
+      accuracies = np.asarray(metrics["accuracy"])[:n]
+      used_ntk = np.asarray(metrics["used_ntk"])[:n]
+      done = step + n
+      stats["step_times"].extend([seconds] * n)
       if done % FLAGS.eval_every == 0 or done == FLAGS.steps:
         stats["last_eval_accuracy"] = evaluate(state)
-        record["test_accuracy_subset"] = stats["last_eval_accuracy"]
-      log.write(record)
-      stats["final_loss"] = loss
-      postfix = {"loss": f"{loss:.4g}"}
+      for i in range(n):
+        record = {"step": step + i + 1, "loss": float(losses[i]),
+                  "target_accuracy": float(accuracies[i]), "used_ntk": float(used_ntk[i]),
+                  "seconds": seconds}
+        if i == n - 1 and (done % FLAGS.eval_every == 0 or done == FLAGS.steps):
+          record["test_accuracy_subset"] = stats["last_eval_accuracy"]
+        log.write(record)
+      stats["final_loss"] = float(losses[-1])
+      postfix = {"loss": f"{losses[-1]:.4g}"}
       if stats["last_eval_accuracy"] is not None:
         postfix["test_acc"] = f"{stats['last_eval_accuracy']:.4f}"
       bar.set_postfix(postfix, refresh=False)
-      bar.update(1)
+      bar.update(n)
+      step = done
       if done % FLAGS.checkpoint_every == 0 or done == FLAGS.steps:
         io.save_checkpoint(ckpt_dir, done, state)
   except (KeyboardInterrupt, _Terminated):
@@ -265,9 +304,12 @@ def _save_png(path: str, images: np.ndarray, labels: np.ndarray, class_names, ip
 
 
 def _transfer(x_s, y_s, data, seed: int):
+  """Test accuracy of --transfer_model trained with MSE on the rescaled targets."""
   from kernelcond import train
+  y_s = train.rescale_targets(y_s)
   config = train.TrainConfig(model=FLAGS.transfer_model, epochs=FLAGS.transfer_epochs,
-                             lr=FLAGS.transfer_lr, loss="mse", seed=seed)
+                             lr=FLAGS.transfer_lr, loss="mse", seed=seed,
+                             optimizer=FLAGS.transfer_optimizer)
   _, metrics = train.train_and_evaluate(config, x_s, y_s, data.x_test, data.y_test,
                                         num_classes=data.num_classes)
   return float(metrics["test_accuracy"])

@@ -46,7 +46,9 @@ flags.DEFINE_bool("center_labels", True, "Centred one-hot targets for integer la
 flags.DEFINE_enum("model", "mlp", ["mlp", "convnet", "none"], "Finite network (or none).")
 flags.DEFINE_integer("epochs", 1000, "Epochs of the finite network (= steps for a set "
                      "smaller than the batch).")
-flags.DEFINE_float("lr", 0.01, "SGD learning rate of the finite network.")
+flags.DEFINE_enum("optimizer", "adam", ["adam", "sgd"], "Optimizer of the finite network "
+                  "(MSE on targets rescaled to the RMS of one-hot labels).")
+flags.DEFINE_float("lr", 0.001, "Learning rate of the finite network.")
 flags.DEFINE_integer("seed", 0, "Seed of the finite network.")
 flags.DEFINE_string("workdir", None, "Where results.json is written.")
 flags.mark_flag_as_required("support")
@@ -123,8 +125,9 @@ def main(argv):
     if FLAGS.model != "none":
       from kernelcond import train
       config = train.TrainConfig(model=FLAGS.model, epochs=FLAGS.epochs, lr=FLAGS.lr,
-                                 loss="mse", seed=FLAGS.seed)
-      _, network = train.train_and_evaluate(config, x_s, y_s, data.x_test, data.y_test,
+                                 loss="mse", seed=FLAGS.seed, optimizer=FLAGS.optimizer)
+      _, network = train.train_and_evaluate(config, x_s, train.rescale_targets(y_s),
+                                            data.x_test, data.y_test,
                                             num_classes=data.num_classes)
 
   results = {
@@ -133,6 +136,7 @@ def main(argv):
       "config": {**_common.data_config(), "kernel": FLAGS.kernel, "spec": spec.to_dict(),
                  "kernel_type": FLAGS.kernel_type, "reg": FLAGS.reg,
                  "center_labels": FLAGS.center_labels, "model": FLAGS.model,
+                 "optimizer": FLAGS.optimizer,
                  "epochs": FLAGS.epochs, "lr": FLAGS.lr, "seed": FLAGS.seed},
       "kernel_backend": backend,
       "dataset": {"name": data.name, "n_train": data.num_train, "n_test": data.num_test,

@@ -41,6 +41,7 @@ from kernelcond import krr
 
 KERNEL_CHOICES = ("ntk", "nngp", "sample")
 INIT_CHOICES = ("real", "noise")
+SCHEDULE_CHOICES = ("constant", "cosine")
 
 _OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
     "adam": optax.adam,
@@ -66,6 +67,9 @@ class KipConfig:
     kernel: 'ntk', 'nngp', or 'sample' (NTK or NNGP drawn with probability 1/2
       at every step, arXiv:2107.13034; a `lax.cond` computes only the drawn one).
     optimizer: 'adam' (default), 'sgd' or 'momentum'.
+    lr_schedule: 'constant' (default) or 'cosine' (decay from `lr` to
+      `lr / 100` over `decay_steps` steps, then constant).
+    decay_steps: length of the cosine decay (required with 'cosine').
   """
   lr: float = 0.01
   reg: float = 1e-6
@@ -73,10 +77,15 @@ class KipConfig:
   learn_labels: bool = True
   kernel: str = "ntk"
   optimizer: str = "adam"
+  lr_schedule: str = "constant"
+  decay_steps: int = 0
 
   def __post_init__(self):
     _check_choice("KIP kernel", self.kernel, KERNEL_CHOICES)
     _check_choice("optimizer", self.optimizer, tuple(_OPTIMIZERS))
+    _check_choice("lr schedule", self.lr_schedule, SCHEDULE_CHOICES)
+    if self.lr_schedule == "cosine" and self.decay_steps < 1:
+      raise ValueError(f"lr_schedule='cosine' needs decay_steps >= 1, got {self.decay_steps}")
     if not self.lr > 0:
       raise ValueError(f"lr must be positive, got {self.lr}")
     if not self.reg >= 0:
@@ -119,7 +128,10 @@ def make_optimizer(config: KipConfig) -> optax.GradientTransformation:
   gradient is dropped, no optimizer state is kept for it and XLA removes its
   computation from the jitted step.
   """
-  base = _OPTIMIZERS[config.optimizer](config.lr)
+  lr = config.lr
+  if config.lr_schedule == "cosine":
+    lr = optax.cosine_decay_schedule(config.lr, config.decay_steps, alpha=0.01)
+  base = _OPTIMIZERS[config.optimizer](lr)
   if config.learn_labels:
     return optax.chain(base)
   labels = {"x_support": "learn", "y_support": "freeze"}
@@ -385,3 +397,43 @@ def make_step(kernel_fn, config: KipConfig,
     return new_state, metrics
 
   return jax.jit(step_fn)
+
+
+def make_run(kernel_fn, config: KipConfig,
+             optimizer: Optional[optax.GradientTransformation] = None,
+             n_devices: Optional[int] = None, max_steps: int = 256):
+  """Builds a jit-compiled loop of up to `max_steps` KIP steps, sampling targets on device.
+
+  Step `t` uses the target batch `sample_targets(fold_in(base_key, t), x_train,
+  y_train, config.target_batch)`: the batches of a Python loop over `make_step`
+  that samples them that way, so chunked, resumed and step-by-step runs follow
+  one trajectory. One dispatch per chunk instead of one per step matters on
+  accelerators, where a step can take a millisecond. The number of steps is a
+  traced argument (a `fori_loop`), so every chunk length shares one compilation.
+
+  Returns:
+    `run(state, x_train, y_train, base_key, n_steps) -> (state, metrics)`, jitted,
+    taking `min(n_steps, max_steps)` steps; `metrics` holds the per-step metrics
+    of `make_step` in arrays of length `max_steps`, of which the first
+    `min(n_steps, max_steps)` entries are filled.
+  """
+  if max_steps < 1:
+    raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+  step_fn = make_step(kernel_fn, config, optimizer, n_devices)
+
+  @jax.jit
+  def run(state: KipState, x_train, y_train, base_key, n_steps):
+    batch = int(min(config.target_batch, x_train.shape[0]))
+    buffers = {k: jnp.zeros((max_steps,), jnp.float32)
+               for k in ("loss", "accuracy", "used_ntk")}
+
+    def body(i, carry):
+      state, buffers = carry
+      x_t, y_t = _sample_targets(jax.random.fold_in(base_key, state.step), x_train, y_train,
+                                 batch)
+      state, metrics = step_fn(state, x_t, y_t)
+      return state, {k: b.at[i].set(metrics[k]) for k, b in buffers.items()}
+
+    return jax.lax.fori_loop(0, jnp.minimum(n_steps, max_steps), body, (state, buffers))
+
+  return run

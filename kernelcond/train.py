@@ -41,6 +41,7 @@ from kernelcond import models
 
 LOSSES = ("xent", "mse")
 SCHEDULES = ("cosine", "step", "constant")
+OPTIMIZERS = ("sgd", "adam")
 
 
 def _freeze_kwargs(kwargs: Any) -> tuple:
@@ -106,6 +107,8 @@ class TrainConfig:
       float targets.
     seed: seeds the initialisation (`jax.random.PRNGKey(seed)`) and the
       shuffling (`np.random.default_rng([seed, epoch])`).
+    optimizer: 'sgd' (heavy-ball `momentum`) or 'adam' (`momentum` unused);
+      both with `weight_decay` added to the gradient and the `schedule`.
   """
 
   model: str = "convnet"
@@ -119,11 +122,14 @@ class TrainConfig:
   schedule: str = "cosine"
   loss: Optional[str] = None
   seed: int = 0
+  optimizer: str = "sgd"
 
   def __post_init__(self):
     object.__setattr__(self, "model_kwargs", _freeze_kwargs(self.model_kwargs))
     if self.model not in models.MODELS:
       raise ValueError(f"Unknown model {self.model!r}; valid: {', '.join(sorted(models.MODELS))}")
+    if self.optimizer not in OPTIMIZERS:
+      raise ValueError(f"Unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
     if self.schedule not in SCHEDULES:
       raise ValueError(f"Unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
     if self.loss is not None and self.loss not in LOSSES:
@@ -200,18 +206,20 @@ def make_optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTrans
   run is reused by the next (e.g. the cells of a pruning sweep).
   """
   return _cached_optimizer(float(config.lr), float(config.momentum),
-                           float(config.weight_decay), config.schedule, int(total_steps))
+                           float(config.weight_decay), config.schedule, int(total_steps),
+                           config.optimizer)
 
 
 @functools.lru_cache(maxsize=64)
 def _cached_optimizer(lr: float, momentum: float, weight_decay: float, schedule: str,
-                      total_steps: int) -> optax.GradientTransformation:
+                      total_steps: int, optimizer: str = "sgd") -> optax.GradientTransformation:
   config = TrainConfig(lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule)
-  return optax.chain(
-      optax.add_decayed_weights(weight_decay),
-      optax.sgd(learning_rate_schedule(config, total_steps),
-                momentum=momentum if momentum > 0 else None),
-  )
+  schedule_fn = learning_rate_schedule(config, total_steps)
+  if optimizer == "adam":
+    update = optax.adam(schedule_fn)
+  else:
+    update = optax.sgd(schedule_fn, momentum=momentum if momentum > 0 else None)
+  return optax.chain(optax.add_decayed_weights(weight_decay), update)
 
 
 @functools.lru_cache(maxsize=64)
@@ -443,6 +451,32 @@ def schedule_steps(config: TrainConfig, n: int) -> tuple[int, int, int]:
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
   """The example order of `epoch` (0-based): `np.random.default_rng([seed, epoch])`."""
   return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
+
+
+def rescale_targets(y) -> np.ndarray:
+  """Float targets scaled by one positive factor to the RMS of centred one-hot labels.
+
+  KIP's learned labels and Label Solve's labels have an arbitrary overall scale
+  (KRR predictions, hence KRR accuracy, are linear in the labels): after long
+  KIP runs their entries reach tens, and MSE training of a finite network on
+  them diverges at learning rates that suit one-hot targets. Dividing by their
+  root-mean-square and multiplying by `sqrt(c - 1) / c` (the RMS of centred
+  one-hot rows of `c` classes) keeps every row's argmax and relative sizes.
+
+  Args:
+    y: `(n, c)` float targets with a non-zero entry.
+
+  Returns:
+    `(n, c)` float32 targets with the RMS of centred one-hot rows.
+  """
+  y = np.asarray(y, np.float32)
+  if y.ndim != 2 or y.shape[1] < 2:
+    raise ValueError(f"targets must be (n, classes >= 2), got shape {y.shape}")
+  rms = float(np.sqrt(np.mean(np.square(y))))
+  if not rms > 0 or not np.isfinite(rms):
+    raise ValueError(f"targets have RMS {rms}; cannot rescale")
+  c = y.shape[1]
+  return y * np.float32(np.sqrt(c - 1) / c / rms)
 
 
 def _check_data(x, y, name: str):

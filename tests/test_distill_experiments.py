@@ -53,7 +53,7 @@ def _metric_steps(workdir):
 def kip_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("kip"))
   proc = _run(DISTILL, *FAST, "--steps=4", "--checkpoint_every=2", "--eval_every=2",
-              "--transfer_model=none", f"--workdir={workdir}")
+              "--lr_schedule=constant", "--transfer_model=none", f"--workdir={workdir}")
   return workdir, proc
 
 
@@ -83,7 +83,7 @@ def test_resume_continues_from_checkpoint(kip_run):
   # longer budget, continues from step 2 (it does not restart) and rewrites the log.
   os.remove(os.path.join(workdir, "checkpoints", "ckpt_000000004.npz"))
   _run(DISTILL, *FAST, "--steps=6", "--checkpoint_every=2", "--eval_every=2",
-       "--transfer_model=none", f"--workdir={workdir}")
+       "--lr_schedule=constant", "--transfer_model=none", f"--workdir={workdir}")
   results = _results(workdir)
   assert results["resumed_from_step"] == 2 and results["steps"] == 6
   assert _metric_steps(workdir) == [1, 2, 3, 4, 5, 6]
@@ -98,6 +98,16 @@ def test_another_config_is_refused(kip_run):
   assert proc.returncode == 1
   assert "another configuration" in proc.stderr and "ipc: 2 -> 3" in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+def test_cosine_run_keeps_its_step_budget(tmp_path):
+  # The cosine schedule decays over --steps, so a longer budget is another run.
+  workdir = str(tmp_path / "cos")
+  _run(DISTILL, *FAST, "--steps=2", "--transfer_model=none", f"--workdir={workdir}")
+  proc = _run(DISTILL, *FAST, "--steps=3", "--transfer_model=none", f"--workdir={workdir}",
+              check=False)
+  assert proc.returncode == 1 and "decay_steps: 2 -> 3" in proc.stderr
+  assert _metric_steps(workdir) == [1, 2]
 
 
 def test_bad_inputs_fail_cleanly_and_leave_nothing(tmp_path):

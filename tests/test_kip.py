@@ -193,3 +193,50 @@ def test_bad_config_is_named():
     kip.KipConfig(optimizer="lbfgs")
   with pytest.raises(ValueError, match="n_devices"):
     kip.make_loss_and_grad(lambda *a: None, kip.KipConfig(), n_devices=99)
+
+
+def test_run_in_chunks_follows_the_step_by_step_trajectory(kernel_fn):
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.standard_normal((40, 4, 4, 1)), jnp.float32)
+  y = jnp.asarray(np.eye(C, dtype=np.float32)[rng.integers(0, C, 40)])
+  config = kip.KipConfig(lr=0.02, reg=1e-3, target_batch=9, kernel="sample",
+                         lr_schedule="cosine", decay_steps=7)
+  opt = kip.make_optimizer(config)
+  x_s, y_s = x[:6], y[:6]
+  key = jax.random.PRNGKey(5)
+  state = kip.init_state(x_s, y_s, opt, seed=2)
+  step = kip.make_step(kernel_fn, config, opt, n_devices=1)
+  losses = []
+  for t in range(7):
+    x_t, y_t = kip.sample_targets(jax.random.fold_in(key, t), x, y, 9)
+    state, metrics = step(state, x_t, y_t)
+    losses.append(float(metrics["loss"]))
+  run = kip.make_run(kernel_fn, config, opt, n_devices=1, max_steps=4)
+  chunked = kip.init_state(x_s, y_s, opt, seed=2)
+  chunk_losses = []
+  for n in (3, 9):  # 9 is clipped to max_steps=4: 3 + 4 = 7 steps
+    chunked, metrics = run(chunked, x, y, key, n)
+    chunk_losses.extend(np.asarray(metrics["loss"])[:min(n, 4)])
+  assert int(chunked.step) == 7
+  np.testing.assert_allclose(chunk_losses, losses, rtol=1e-5)
+  np.testing.assert_allclose(chunked.x_support, state.x_support, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(chunked.y_support, state.y_support, rtol=1e-5, atol=1e-6)
+
+
+def test_cosine_schedule_decays_the_step():
+  config = kip.KipConfig(lr=0.1, optimizer="sgd", lr_schedule="cosine", decay_steps=10)
+  opt = kip.make_optimizer(config)
+  params = {"x_support": jnp.zeros((1,)), "y_support": jnp.zeros((1,))}
+  grads = {"x_support": jnp.ones((1,)), "y_support": jnp.ones((1,))}
+  state = opt.init(params)
+  sizes = []
+  for _ in range(12):
+    updates, state = opt.update(grads, state, params)
+    sizes.append(-float(updates["x_support"][0]))
+  np.testing.assert_allclose(sizes[0], 0.1, rtol=1e-6)
+  np.testing.assert_allclose(sizes[10:], 0.1 / 100, rtol=1e-4)  # floor: lr / 100
+  assert all(a > b for a, b in zip(sizes[:10], sizes[1:11]))
+  with pytest.raises(ValueError, match="decay_steps"):
+    kip.KipConfig(lr_schedule="cosine")
+  with pytest.raises(ValueError, match="constant, cosine"):
+    kip.KipConfig(lr_schedule="step")

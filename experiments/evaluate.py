@@ -102,6 +102,12 @@ def load_support(arrays: dict, path: str, data, center: bool):
   return x, y.astype(np.float32)
 
 
+def _images_per_class(y_s, num_classes: int):
+  """Examples per class when every class (label argmax) has as many, else None."""
+  counts = np.bincount(np.asarray(y_s).argmax(-1), minlength=num_classes)
+  return int(counts[0]) if np.all(counts == counts[0]) else None
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -133,7 +139,9 @@ def main(argv):
   results = {
       "support": os.path.abspath(FLAGS.support),
       "support_size": int(len(x_s)),
-      "config": {**_common.data_config(), "kernel": FLAGS.kernel, "spec": spec.to_dict(),
+      "num_classes": int(data.num_classes),
+      "images_per_class": _images_per_class(y_s, data.num_classes),
+      "config": {"experiment": "evaluate", **_common.data_config(), "kernel": FLAGS.kernel, "spec": spec.to_dict(),
                  "kernel_type": FLAGS.kernel_type, "reg": FLAGS.reg,
                  "center_labels": FLAGS.center_labels, "model": FLAGS.model,
                  "optimizer": FLAGS.optimizer,

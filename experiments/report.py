@@ -160,36 +160,59 @@ def _distill_label(config: dict) -> str:
   return label
 
 
+def _distill_protocol(config: dict) -> str:
+  """The finite-network protocol of a distill.py run (older runs: SGD on raw targets)."""
+  if config.get("transfer_optimizer"):
+    return f"{config['transfer_optimizer']} lr {config.get('transfer_lr')}, rescaled targets"
+  return f"sgd lr {config.get('transfer_lr')}, raw targets"
+
+
 def collect_condensation(records) -> dict:
-  """Groups distill.py and krr_baseline.py results by (dataset, kernel, kernel kind).
+  """Groups distill.py, krr_baseline.py and evaluate.py results by (dataset, kernel, kind).
+
+  An `evaluate.py` result in `<run>/transfer/` re-evaluates the finite network of
+  the distill run `<run>` (it replaces that run's transfer accuracy); one whose
+  support is a class-balanced index set counts as the natural subset of its seed.
 
   Returns:
     {group key: {'krr': {label: {ipc: {seed: acc}}}, 'transfer': {label: {ipc: {seed:
-    acc}}}, 'transfer_model': str or None, 'cost': {(label, ipc): [results]},
-    'backends': set, 'devices': set}}.
+    acc}}}, 'transfer_model': str or None, 'protocol': {label: set of str},
+    'cost': {(label, ipc): [results]}, 'backends': set, 'devices': set}}.
   """
   groups = {}
+  by_dir = {os.path.dirname(path): r for _, path, r in records}
 
   def group(dataset, kernel, kind):
     return groups.setdefault((dataset, kernel, kind), {
-        "krr": {}, "transfer": {}, "transfer_model": None, "cost": {}, "backends": set(),
-        "devices": set()})
+        "krr": {}, "transfer": {}, "transfer_model": None, "protocol": {}, "cost": {},
+        "backends": set(), "devices": set()})
 
-  for _, _, r in records:
+  def add_transfer(g, label, ipc, seed, acc, model, protocol):
+    g["transfer_model"] = model
+    g["transfer"].setdefault(label, {}).setdefault(ipc, {})[seed] = acc
+    g["protocol"].setdefault(label, {})[(ipc, seed)] = protocol
+
+  evaluations = []
+  for _, path, r in records:
     config = r.get("config") or {}
     experiment = config.get("experiment")
-    if experiment == "distill" and r.get("test_accuracy") is not None:
+    if experiment == "evaluate":
+      evaluations.append((path, r))
+    elif experiment == "distill" and r.get("test_accuracy") is not None:
       kind = r.get("eval_kernel") or config.get("kernel_type", "ntk")
       g = group(config["dataset"], config["kernel"], kind)
       label, ipc, seed = _distill_label(config), int(config["ipc"]), int(config["seed"])
       g["krr"].setdefault(label, {}).setdefault(ipc, {})[seed] = r["test_accuracy"]
+      if r.get("natural_test_accuracy") is not None:  # the run's initial real subset
+        g["krr"].setdefault("natural", {}).setdefault(ipc, {}).setdefault(
+            seed, r["natural_test_accuracy"])
+      protocol = _distill_protocol(config)
       if r.get("transfer_test_accuracy") is not None:
-        g["transfer_model"] = config.get("transfer_model")
-        g["transfer"].setdefault(label, {}).setdefault(ipc, {})[seed] = (
-            r["transfer_test_accuracy"])
-        if r.get("natural_transfer_test_accuracy") is not None:
-          g["transfer"].setdefault("natural", {}).setdefault(ipc, {})[seed] = (
-              r["natural_transfer_test_accuracy"])
+        add_transfer(g, label, ipc, seed, r["transfer_test_accuracy"],
+                     config.get("transfer_model"), protocol)
+      if r.get("natural_transfer_test_accuracy") is not None:
+        add_transfer(g, "natural", ipc, seed, r["natural_transfer_test_accuracy"],
+                     config.get("transfer_model"), protocol)
       g["cost"].setdefault((label, ipc), []).append(r)
       g["backends"].add(r.get("kernel_backend") or config.get("kernel_backend"))
       if r.get("devices"):
@@ -201,6 +224,24 @@ def collect_condensation(records) -> dict:
         for seed, acc in zip(cell.get("seeds", []), cell.get("test_accuracy", [])):
           g["krr"].setdefault("natural", {}).setdefault(int(ipc), {})[int(seed)] = acc
         g["cost"].setdefault(("natural", int(ipc)), []).append(r)
+  # Re-evaluations last, so they replace the transfer numbers of their runs.
+  for path, r in evaluations:
+    config = r["config"]
+    if r.get("network_test_accuracy") is None:
+      continue
+    protocol = f"{config.get('optimizer', 'sgd')} lr {config.get('lr')}, rescaled targets"
+    run = by_dir.get(os.path.dirname(os.path.dirname(path)))
+    run_config = (run or {}).get("config") or {}
+    if run_config.get("experiment") == "distill":
+      label, ipc = _distill_label(run_config), int(run_config["ipc"])
+      seed = int(run_config["seed"])
+    elif str(r.get("support", "")).endswith("indices.npz") and r.get("images_per_class"):
+      label, ipc, seed = "natural", int(r["images_per_class"]), int(config["seed"])
+    else:
+      continue
+    g = group(config["dataset"], config["kernel"], config.get("kernel_type", "ntk"))
+    add_transfer(g, label, ipc, seed, r["network_test_accuracy"], config.get("model"),
+                 protocol)
   return groups
 
 
@@ -351,8 +392,11 @@ def _condensation_section(key, g, figure_rel) -> list[str]:
             "preprocessing and training lengths), not runs of this project.", ""]
   if g["transfer"]:
     out += [f"Test accuracy (%) of a finite `{g['transfer_model']}` trained from scratch on "
-            "each set (`train.train_and_evaluate`, MSE on the set's labels):", ""]
-    rows = [[f"{label} → {g['transfer_model']}"] + [
+            "each set (`train.train_and_evaluate`, MSE on the set's labels; the protocol "
+            "of each row in brackets: optimizer, learning rate, and whether the labels were "
+            "rescaled to the RMS of one-hot labels first):", ""]
+    rows = [[f"{label} → {g['transfer_model']} "
+             f"({'; '.join(sorted(set(g['protocol'][label].values())))})"] + [
         fmt_acc(g["transfer"][label].get(i, {}).values()) for i in ipcs]
         for label in _ordered(g["transfer"], _METHOD_ORDER)]
     out += _table(header, rows) + [""]

@@ -50,7 +50,8 @@ flags.DEFINE_integer("eval_points", 4, "Validation evaluations per run (the last
 flags.DEFINE_integer("seed", 0, "Base seed (support init, targets, validation split).")
 flags.DEFINE_string("out", None, "JSONL file of results (appended; resumable).")
 flags.DEFINE_bool("select", True, "Print the best configuration by validation accuracy.")
-flags.mark_flag_as_required("out")
+flags.DEFINE_list("summarize", [], "Run nothing: print a markdown table (per dataset "
+                  "and ipc, best validation accuracy first) of these JSONL result files.")
 
 _KEYS = ("kernel", "lr", "reg", "steps", "target_batch", "kernel_type", "learn_labels",
          "lr_schedule", "optimizer", "init", "zca", "seed")
@@ -204,9 +205,45 @@ def _select(path: str) -> None:
         f"test {best['natural_test_accuracy']:.4f})")
 
 
+def summarize(paths) -> str:
+  """Markdown tables of tune_kip.py results: one per (dataset, ipc), best validation first."""
+  records = []
+  for path in paths:
+    with open(path) as f:
+      records += [json.loads(line) for line in f if line.strip()]
+  base = {k: FLAGS[k].default for k in ("kernel", "lr", "reg", "target_batch")}
+  base.update(kernel_type="ntk", learn_labels=True, lr_schedule="constant", optimizer="adam",
+              init="real", zca=0.0, seed=0)
+  out = []
+  groups = sorted({(r["config"]["dataset"], r["config"]["ipc"]) for r in records})
+  for dataset, ipc in groups:
+    rows = sorted((r for r in records if (r["config"]["dataset"], r["config"]["ipc"])
+                   == (dataset, ipc) and "error" not in r),
+                  key=lambda r: -r["val_accuracy"])
+    out += [f"#### {dataset}, {ipc} images per class", "",
+            "| settings (differences from fc3, lr 0.01 constant, target batch 5000) | steps "
+            "| val acc | test acc | natural test acc | s/step | devices |",
+            "|---|---|---|---|---|---|---|"]
+    for r in rows:
+      c = r["config"]
+      diff = ", ".join(f"{k}={c[k]}" for k in base if c.get(k) != base[k]) or "(base)"
+      per_step = r.get("seconds_per_step")
+      out.append(f"| {diff} | {c['steps']} | {100 * r['val_accuracy']:.2f} | "
+                 f"{100 * r['test_accuracy']:.2f} | {100 * r['natural_test_accuracy']:.2f} | "
+                 f"{'–' if per_step is None else f'{per_step * 1e3:.2f} ms'} | "
+                 f"{r.get('devices', '?')} |")
+    out.append("")
+  return "\n".join(out)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if FLAGS.summarize:
+    print(summarize(FLAGS.summarize))
+    return
+  if not FLAGS.out:
+    raise app.UsageError("--out is required (or --summarize to only print results)")
   with _common.user_errors():
     from kernelcond import kernels
     grid = _parse_grid(FLAGS.grid)

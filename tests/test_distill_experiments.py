@@ -179,3 +179,26 @@ def test_evaluate_smoke(kip_run, tmp_path):
        "--kernel_backend=native", "--model=none", f"--workdir={out}")
   results = _results(out)
   assert results["network_test_accuracy"] is None and results["support_size"] == 20
+
+
+def test_tune_kip_selects_on_validation_and_resumes(tmp_path):
+  tune = os.path.join(ROOT, "experiments", "tune_kip.py")
+  out = str(tmp_path / "tune.jsonl")
+  args = ["--dataset=digits", "--ipc=2", "--kernel=fc2", "--kernel_backend=native",
+          "--steps=4", "--target_batch=100", "--val_size=200", "--eval_points=2",
+          '--grid=[{"lr": 0.01}, {"lr": 0.05, "lr_schedule": "cosine"}]', f"--out={out}"]
+  proc = _run(tune, *args)
+  with open(out) as f:
+    records = [json.loads(line) for line in f]
+  assert [r["config"]["lr"] for r in records] == [0.01, 0.05]
+  for r in records:
+    assert [p["step"] for p in r["curve"]] == [2, 4]
+    assert 0.0 <= r["val_accuracy"] <= 1.0 and 0.0 <= r["test_accuracy"] <= 1.0
+  best = max(records, key=lambda r: r["val_accuracy"])
+  assert f"val {best['val_accuracy']:.4f}" in proc.stdout
+  # A re-run skips finished configurations; a bad grid key is named.
+  _run(tune, *args)
+  with open(out) as f:
+    assert len(f.readlines()) == 2
+  proc = _run(tune, *args[:-2], '--grid=[{"learning_rate": 1}]', f"--out={out}", check=False)
+  assert proc.returncode == 1 and "learning_rate" in proc.stderr

@@ -148,7 +148,8 @@ def _write(path, obj):
 def _distill(method, ipc, seed, acc, transfer, natural_transfer, per_step, wall):
   config = {"experiment": "distill", "dataset": "fashion_mnist", "method": method, "ipc": ipc,
             "seed": seed, "kernel": "fc3", "kernel_type": "ntk", "init": "real",
-            "init_npz": None, "learn_labels": True, "transfer_model": "mlp"}
+            "init_npz": None, "learn_labels": True, "transfer_model": "mlp",
+            "transfer_lr": 0.01}
   return {"config": config, "kernel_backend": "native", "test_accuracy": acc,
           "natural_test_accuracy": 0.5, "transfer_test_accuracy": transfer,
           "natural_transfer_test_accuracy": natural_transfer, "eval_kernel": "ntk",
@@ -177,6 +178,15 @@ def fake_roots(tmp_path):
          _distill("kip", 1, 1, 0.75, 0.52, 0.42, 0.07, 120.0))
   _write(kip_root / "ls/ipc1/seed0/results.json",
          _distill("ls", 1, 0, 0.68, None, None, 2.0, 10.0))
+  # evaluate.py re-evaluations of the KIP runs' finite networks replace their transfer.
+  for seed, acc in ((0, 0.60), (1, 0.62)):
+    _write(kip_root / f"kip/ipc1/seed{seed}/transfer/results.json", {
+        "support": f"/x/kip/ipc1/seed{seed}/distilled.npz", "support_size": 10,
+        "num_classes": 10, "images_per_class": None, "network_test_accuracy": acc,
+        "krr_test_accuracy": 0.7,
+        "config": {"experiment": "evaluate", "dataset": "fashion_mnist", "kernel": "fc3",
+                   "kernel_type": "ntk", "model": "mlp", "optimizer": "adam", "lr": 0.001,
+                   "seed": seed}})
   # A KIP checkpoint directory is not a result.
   _write(kip_root / "kip/ipc1/seed0/checkpoints/results.json", {"config": {}})
 
@@ -220,8 +230,10 @@ def test_report_shows_exactly_the_results(fake_roots, tmp_path):
   assert _row(md, "natural")[1:] == ["63.00 ± 2.00 (n=2)", "72.00 ± 2.00 (n=2)"]
   assert _row(md, "KIP")[1:] == ["73.00 ± 2.00 (n=2)", "–"]
   assert _row(md, "Label Solve")[1:] == ["68.00 ± 0.00 (n=1)", "–"]
-  assert _row(md, "KIP → mlp")[1:] == ["51.00 ± 1.00 (n=2)", "–"]
-  assert _row(md, "natural → mlp")[1:] == ["41.00 ± 1.00 (n=2)", "–"]
+  assert _row(md, "KIP → mlp (adam lr 0.001, rescaled targets)")[1:] == [
+      "61.00 ± 1.00 (n=2)", "–"]
+  assert _row(md, "natural → mlp (sgd lr 0.01, raw targets)")[1:] == [
+      "41.00 ± 1.00 (n=2)", "–"]
   # The paper's Fashion-MNIST rows, labelled, in the same columns.
   paper = [line for line in md.splitlines() if line.startswith("| *paper: KIP, ConvNet")]
   assert paper and "*76.7*" in paper[0] and "*88.8*" in paper[0] and "91.0" not in paper[0]

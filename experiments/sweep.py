@@ -25,8 +25,10 @@ A cell is finished when its outputs hold the final keys for the requested settin
 (e.g. a KIP `results.json` with `test_accuracy`, all `--steps` done and its transfer
 accuracy). Re-running the same command skips finished cells and re-runs the others;
 the experiments resume themselves from their checkpoints, so a killed sweep loses at
-most one checkpoint interval. Raising `--steps` or adding seeds later extends the
-sweep. `--dry_run` prints the command of every cell and whether it is finished,
+most one checkpoint interval. Adding seeds or images-per-class later extends the
+sweep; raising `--steps` extends KIP runs only with `--lr_schedule=constant` (a
+cosine schedule decays over `--steps`, so distill.py refuses a longer budget in the
+same workdir: start a new `--root`). `--dry_run` prints the command of every cell and whether it is finished,
 without running or writing anything; `--only=REGEX` restricts the sweep to cells
 whose name matches (e.g. to spread cells over machines).
 
@@ -64,7 +66,7 @@ SCORE_METHODS = ("el2n", "grand", "forgetting")
 
 # Defaults that differ between the two sweeps (a flag left unset takes these).
 _DEFAULTS = {
-    "kip": {"seeds": ["0", "1", "2"], "methods": list(KIP_METHODS), "lr": 0.01},
+    "kip": {"seeds": ["0", "1", "2"], "methods": list(KIP_METHODS), "lr": 0.04},
     "prune": {"seeds": ["0", "1"], "methods": list(PRUNE_METHODS), "lr": 0.05},
 }
 
@@ -88,7 +90,9 @@ flags.DEFINE_string("kernel", "fc3", "kip: kernel spec, e.g. fc3.")
 flags.DEFINE_enum("kernel_backend", "auto", ["auto", "nt", "native"], "kip: kernel backend.")
 flags.DEFINE_integer("steps", 1000, "kip: KIP steps.")
 flags.DEFINE_integer("target_batch", 5000, "kip: target examples per KIP step.")
-flags.DEFINE_float("lr", None, "Learning rate: KIP's Adam (default 0.01) or the pruned "
+flags.DEFINE_enum("lr_schedule", "cosine", ["constant", "cosine"],
+                  "kip: KIP learning-rate schedule (distill.py --lr_schedule).")
+flags.DEFINE_float("lr", None, "Learning rate: KIP's Adam (default 0.04) or the pruned "
                    "networks' SGD (default 0.05).")
 flags.DEFINE_float("reg", 1e-6, "kip: relative ridge reg * trace(K) / n (KRR, KIP, LS).")
 flags.DEFINE_enum("transfer_model", "mlp", ["mlp", "convnet", "none"],
@@ -213,6 +217,7 @@ def settings_from_flags() -> dict:
     settings.update(ipc=ipcs, natural=FLAGS.natural, kernel=FLAGS.kernel,
                     kernel_backend=FLAGS.kernel_backend, steps=FLAGS.steps,
                     target_batch=FLAGS.target_batch, reg=FLAGS.reg,
+                    lr_schedule=FLAGS.lr_schedule,
                     transfer_model=FLAGS.transfer_model, transfer_epochs=FLAGS.transfer_epochs)
   else:
     try:
@@ -261,7 +266,7 @@ def kip_cells(s: dict, root: str) -> list:
                 f"--transfer_epochs={s['transfer_epochs']}"]
         if group == "kip":
           args += [f"--steps={s['steps']}", f"--target_batch={s['target_batch']}",
-                   f"--lr={s['lr']}"]
+                   f"--lr={s['lr']}", f"--lr_schedule={s['lr_schedule']}"]
         args += [*s["cell_flags"], f"--workdir={workdir}"]
         transfer = s["transfer_model"] != "none"
         cells.append(Cell(name, os.path.join(HERE, "distill.py"), args, workdir,

@@ -331,7 +331,7 @@ def main(argv):
       if FLAGS[name].value < 1:
         raise ValueError(f"--{name} must be >= 1, got {FLAGS[name].value}")
     spec = kernels.get_spec(FLAGS.kernel)
-    backend = kernels.resolve_backend(FLAGS.kernel_backend)
+    backend = kernels.resolve_backend(FLAGS.kernel_backend, spec)
     # Everything is validated before config.json is written, so a bad command
     # leaves nothing behind that would block the corrected one.
     data = _common.load_data_from_flags()

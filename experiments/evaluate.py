@@ -121,7 +121,7 @@ def main(argv):
     arrays = io.load_npz(FLAGS.support)
     _adopt_preprocessing(arrays)
     spec = kernels.get_spec(FLAGS.kernel)
-    backend = kernels.resolve_backend(FLAGS.kernel_backend)
+    backend = kernels.resolve_backend(FLAGS.kernel_backend, spec)
     data = _common.load_data_from_flags()
     x_s, y_s = load_support(arrays, FLAGS.support, data, FLAGS.center_labels)
     kernel_fn = kernels.make_kernel_fn(spec, backend)

@@ -67,7 +67,7 @@ def run():
   ipcs = [int(v) for v in FLAGS.ipc]
   seeds = [int(v) for v in FLAGS.seeds]
   spec = kernels.get_spec(FLAGS.kernel)
-  backend = kernels.resolve_backend(FLAGS.kernel_backend)
+  backend = kernels.resolve_backend(FLAGS.kernel_backend, spec)
   config = {
       "experiment": "krr_baseline", **_common.data_config(), "kernel": FLAGS.kernel,
       "spec": spec.to_dict(), "kernel_backend": backend, "kernel_type": FLAGS.kernel_type,

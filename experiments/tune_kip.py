@@ -248,9 +248,8 @@ def main(argv):
     from kernelcond import kernels
     grid = _parse_grid(FLAGS.grid)
     configs = [_full_config(g) for g in grid]
-    for config in configs:  # fail on a bad spec before any run
-      kernels.get_spec(config["kernel"])
-    backend = kernels.resolve_backend(FLAGS.kernel_backend)
+    backends = [kernels.resolve_backend(FLAGS.kernel_backend, config["kernel"])
+                for config in configs]  # fails on a bad spec before any run
     done = _done_keys(FLAGS.out)
     if os.path.dirname(FLAGS.out):
       os.makedirs(os.path.dirname(FLAGS.out), exist_ok=True)
@@ -259,7 +258,7 @@ def main(argv):
         continue
       t0 = time.time()
       try:
-        record = _run_one(config, backend)
+        record = _run_one(config, backends[i])
       except FloatingPointError as e:
         record = {"config": config, "val_accuracy": float("-inf"), "error": str(e)}
       record["wall_time_s"] = time.time() - t0

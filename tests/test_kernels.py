@@ -78,6 +78,11 @@ def test_resolve_backend(monkeypatch):
     kernels.make_kernel_fn("fc1", "nt")
   monkeypatch.setattr(kernels, "neural_tangents_available", lambda: True)
   assert kernels.resolve_backend("auto") == "nt"
+  # With a spec, 'auto' takes the faster backend: native for FC, nt for conv.
+  assert kernels.resolve_backend("auto", "fc3") == "native"
+  assert kernels.resolve_backend("auto", "conv2") == "nt"
+  assert kernels.resolve_backend("nt", "fc3") == "nt"
+  assert kernels.make_kernel_fn("fc1", "auto").backend == "native"
 
 
 def test_make_kernel_fn_checks_get_and_shapes():

@@ -100,8 +100,11 @@ def data_config() -> dict:
   return {name: FLAGS[name].value for name in _DATA_FLAGS}
 
 
-def load_data_from_flags():
+def load_data_from_flags(zca: float | None = None):
   """Loads --dataset, checks it is finite and preprocesses it per the data flags.
+
+  Args:
+    zca: ZCA strength to use instead of --zca (e.g. a value searched over).
 
   Returns:
     A `kernelcond.data.Dataset` with float32 images standardised per channel
@@ -113,13 +116,14 @@ def load_data_from_flags():
   from kernelcond import data as kdata
   from kernelcond import preprocess
 
-  if FLAGS.zca < 0:
-    raise ValueError(f"--zca must be >= 0, got {FLAGS.zca}")
+  zca = FLAGS.zca if zca is None else zca
+  if zca < 0:
+    raise ValueError(f"--zca must be >= 0, got {zca}")
   dataset = kdata.load_dataset(FLAGS.dataset, FLAGS.data_dir, FLAGS.data_source)
   preprocess.check_finite(dataset.x_train, f"{dataset.name} x_train")
   preprocess.check_finite(dataset.x_test, f"{dataset.name} x_test")
   dataset = preprocess.prepare(dataset, standardize=FLAGS.standardize,
-                               zca_reg=FLAGS.zca if FLAGS.zca > 0 else None)
+                               zca_reg=zca if zca > 0 else None)
   preprocess.check_finite(dataset.x_train, f"preprocessed {dataset.name} x_train")
   logging.info("Loaded %r", dataset)
   return dataset

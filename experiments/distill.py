@@ -242,14 +242,14 @@ def _run_kip(kernel_fn, data, x_init, y_init, y_train, eval_set, eval_get, n_dev
       accuracies = np.asarray(metrics["accuracy"])[:n]
       used_ntk = np.asarray(metrics["used_ntk"])[:n]
       done = step + n
-      stats["step_times"].extend([seconds] * n)
-      if done % FLAGS.eval_every == 0 or done == FLAGS.steps:
+      evaluated = done % FLAGS.eval_every == 0 or done == FLAGS.steps
+      if evaluated:
         stats["last_eval_accuracy"] = evaluate(state)
       for i in range(n):
         record = {"step": step + i + 1, "loss": float(losses[i]),
                   "target_accuracy": float(accuracies[i]), "used_ntk": float(used_ntk[i]),
                   "seconds": seconds}
-        if i == n - 1 and (done % FLAGS.eval_every == 0 or done == FLAGS.steps):
+        if i == n - 1 and evaluated:
           record["test_accuracy_subset"] = stats["last_eval_accuracy"]
         log.write(record)
       stats["final_loss"] = float(losses[-1])

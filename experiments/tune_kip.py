@@ -74,12 +74,16 @@ def _parse_grid(text: str) -> list[dict]:
   return grid
 
 
-def _full_config(overrides: dict) -> dict:
-  base = {"kernel": FLAGS.kernel, "lr": FLAGS.lr, "reg": FLAGS.reg, "steps": FLAGS.steps,
+def _base_config() -> dict:
+  """The settings a grid entry overrides (from flags; fixed for the rest)."""
+  return {"kernel": FLAGS.kernel, "lr": FLAGS.lr, "reg": FLAGS.reg, "steps": FLAGS.steps,
           "target_batch": FLAGS.target_batch, "kernel_type": "ntk", "learn_labels": True,
           "lr_schedule": "constant", "optimizer": "adam", "init": "real", "zca": FLAGS.zca,
           "seed": FLAGS.seed}
-  return {**base, **overrides, "dataset": FLAGS.dataset, "ipc": FLAGS.ipc,
+
+
+def _full_config(overrides: dict) -> dict:
+  return {**_base_config(), **overrides, "dataset": FLAGS.dataset, "ipc": FLAGS.ipc,
           "val_size": FLAGS.val_size}
 
 
@@ -100,15 +104,8 @@ _CHUNK = 1000  # KIP steps per jitted call
 
 def _data(zca: float):
   """The dataset preprocessed with ZCA strength `zca` (cached per strength)."""
-  from kernelcond import data as kdata
-  from kernelcond import preprocess
-
   if zca not in _DATA_CACHE:
-    raw = kdata.load_dataset(FLAGS.dataset, FLAGS.data_dir, FLAGS.data_source)
-    preprocess.check_finite(raw.x_train, f"{raw.name} x_train")
-    preprocess.check_finite(raw.x_test, f"{raw.name} x_test")
-    _DATA_CACHE[zca] = preprocess.prepare(raw, standardize=FLAGS.standardize,
-                                          zca_reg=zca if zca > 0 else None)
+    _DATA_CACHE[zca] = _common.load_data_from_flags(zca=zca)
   return _DATA_CACHE[zca]
 
 
@@ -156,8 +153,7 @@ def _run_one(config: dict, backend: str) -> dict:
   steps = int(config["steps"])
   points = sorted({max(1, round(steps * (i + 1) / FLAGS.eval_points))
                    for i in range(FLAGS.eval_points)})
-  curve, losses, seconds = [], [], 0.0
-  done = 0
+  curve, seconds = [], 0.0
   for point in points:
     t0 = time.perf_counter()
     loss = []
@@ -167,12 +163,10 @@ def _run_one(config: dict, backend: str) -> dict:
       loss.append(np.asarray(metrics["loss"])[:n])
     loss = np.concatenate(loss)
     seconds_chunk = time.perf_counter() - t0
-    if done:  # the first chunk includes compilation
+    if point != points[0]:  # the first chunk includes compilation
       seconds += seconds_chunk
-    done = point
     if not np.all(np.isfinite(loss)):
       raise FloatingPointError(f"KIP loss is not finite by step {point}")
-    losses.append(float(loss[-1]))
     curve.append({"step": point, "val_accuracy": acc(state.x_support, state.y_support,
                                                      x_val, labels_val),
                   "loss": float(loss[-1])})
@@ -211,9 +205,9 @@ def summarize(paths) -> str:
   for path in paths:
     with open(path) as f:
       records += [json.loads(line) for line in f if line.strip()]
-  base = {k: FLAGS[k].default for k in ("kernel", "lr", "reg", "target_batch")}
-  base.update(kernel_type="ntk", learn_labels=True, lr_schedule="constant", optimizer="adam",
-              init="real", zca=0.0, seed=0)
+  base = {k: v for k, v in _base_config().items() if k != "steps"}  # steps: own column
+  base_text = (f"{base['kernel']}, lr {base['lr']} {base['lr_schedule']}, "
+               f"target batch {base['target_batch']}")
   out = []
   groups = sorted({(r["config"]["dataset"], r["config"]["ipc"]) for r in records})
   for dataset, ipc in groups:
@@ -221,7 +215,7 @@ def summarize(paths) -> str:
                    == (dataset, ipc) and "error" not in r),
                   key=lambda r: -r["val_accuracy"])
     out += [f"#### {dataset}, {ipc} images per class", "",
-            "| settings (differences from fc3, lr 0.01 constant, target batch 5000) | steps "
+            f"| settings (differences from {base_text}) | steps "
             "| val acc | test acc | natural test acc | s/step | devices |",
             "|---|---|---|---|---|---|---|"]
     for r in rows:

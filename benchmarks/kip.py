@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _timing  # noqa: E402  (benchmarks/ helpers)
 
 from kernelcond import kernels
-from kernelcond import kip
+from kernelcond.condense import kip
 from kernelcond import krr
 
 FLAGS = flags.FLAGS

@@ -3,7 +3,7 @@ r"""Per-example-gradient throughput of GraNd against a plain batched backward pa
     python benchmarks/scores.py                       # ConvNet, 28x28x1, 2048 examples
     python benchmarks/scores.py --norms=instance,batch --n=4096 --batch_size=512
 
-For the ConvNet of `kernelcond.models` on Fashion-MNIST-shaped inputs (28x28x1,
+For the ConvNet of `kernelcond.nets.models` on Fashion-MNIST-shaped inputs (28x28x1,
 random values, 10 classes), times over the same `--n` examples and chunk size:
 
   fwd+bwd      one `jax.grad` of the mean loss per chunk: the floor, what one
@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kernelcond import scores
-from kernelcond import train
+from kernelcond.prune import scores
+from kernelcond.nets import train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("n", 2048, "Examples scored.")

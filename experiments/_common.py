@@ -56,7 +56,7 @@ def define_train_flags() -> None:
 
 def train_config_from_flags(**fields):
   """A `train.TrainConfig` from the training flags; `fields` sets the rest (epochs, seed)."""
-  from kernelcond import train
+  from kernelcond.nets import train
 
   return train.TrainConfig(model=FLAGS.model,
                            model_kwargs=train.parse_model_kwargs(FLAGS.model_kwargs),

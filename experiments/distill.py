@@ -131,7 +131,7 @@ def _load_support_npz(path: str, image_shape, num_classes: int):
 
 
 def _kip_config():
-  from kernelcond import kip
+  from kernelcond.condense import kip
   return kip.KipConfig(lr=FLAGS.lr, reg=FLAGS.reg, target_batch=FLAGS.target_batch,
                        learn_labels=FLAGS.learn_labels, kernel=FLAGS.kernel_type,
                        optimizer=FLAGS.optimizer, lr_schedule=FLAGS.lr_schedule,
@@ -199,7 +199,7 @@ def _run_kip(kernel_fn, data, x_init, y_init, y_train, eval_set, eval_get, n_dev
   from tqdm import tqdm
 
   from kernelcond import io
-  from kernelcond import kip
+  from kernelcond.condense import kip
 
   config = _kip_config()
   optimizer = kip.make_optimizer(config)
@@ -305,7 +305,7 @@ def _save_png(path: str, images: np.ndarray, labels: np.ndarray, class_names, ip
 
 def _transfer(x_s, y_s, data, seed: int):
   """Test accuracy of --transfer_model trained with MSE on the rescaled targets."""
-  from kernelcond import train
+  from kernelcond.nets import train
   y_s = train.rescale_targets(y_s)
   config = train.TrainConfig(model=FLAGS.transfer_model, epochs=FLAGS.transfer_epochs,
                              lr=FLAGS.transfer_lr, loss="mse", seed=seed,
@@ -323,7 +323,7 @@ def main(argv):
   with _common.user_errors():
     from kernelcond import kernels
     from kernelcond import preprocess
-    from kernelcond import kip
+    from kernelcond.condense import kip
 
     if FLAGS.ipc < 1:
       raise ValueError(f"--ipc must be >= 1, got {FLAGS.ipc}")
@@ -367,7 +367,7 @@ def main(argv):
     x_s, y_s = np.asarray(state.x_support), np.asarray(state.y_support)
     steps_done = int(state.step)
   else:
-    from kernelcond import label_solve
+    from kernelcond.condense import label_solve
     t0 = time.perf_counter()
     x_s = x_init
     y_s = label_solve.label_solve(kernel_fn, x_s, data.x_train, y_train, reg=FLAGS.reg,

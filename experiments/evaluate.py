@@ -15,7 +15,7 @@ given explicitly.
 Reports KRR test accuracy (fit on the support set with `--kernel`,
 `--kernel_type`, `--reg`; the whole test set) and, unless `--model=none`, the test
 accuracy of a finite Flax network trained on the support set
-(`kernelcond.train.train_and_evaluate`). Writes `--workdir/results.json`.
+(`kernelcond.nets.train.train_and_evaluate`). Writes `--workdir/results.json`.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def main(argv):
                           get=FLAGS.kernel_type, batch_size=512)
     network = None
     if FLAGS.model != "none":
-      from kernelcond import train
+      from kernelcond.nets import train
       config = train.TrainConfig(model=FLAGS.model, epochs=FLAGS.epochs, lr=FLAGS.lr,
                                  loss="mse", seed=FLAGS.seed, optimizer=FLAGS.optimizer)
       _, network = train.train_and_evaluate(config, x_s, train.rescale_targets(y_s),

@@ -96,7 +96,7 @@ def _parse_lists():
 
 def _get_scores(method, data, config, fingerprint):
   """Scores of `method`: read from --scores_dir, the workdir cache, or computed."""
-  from kernelcond import scores
+  from kernelcond.prune import scores
 
   if FLAGS.scores_dir:
     path = os.path.join(FLAGS.scores_dir, f"scores_{method}.npz")
@@ -127,7 +127,7 @@ def _get_scores(method, data, config, fingerprint):
 def _get_features(data, config, fingerprint):
   """Penultimate features for herding / k-center, cached in the workdir."""
   from kernelcond import io
-  from kernelcond import scores
+  from kernelcond.prune import scores
 
   path = os.path.join(FLAGS.workdir, "scores", "features.npz")
   if os.path.exists(path):
@@ -144,7 +144,7 @@ def _get_features(data, config, fingerprint):
 
 
 def _select(method, fraction, seed, data, score_values, features):
-  from kernelcond import select
+  from kernelcond.prune import select
 
   if method == "full":
     return np.arange(data.num_train)
@@ -206,7 +206,7 @@ def main(argv):
   start = time.time()
   with _common.user_errors():
     from kernelcond import io
-    from kernelcond import train
+    from kernelcond.nets import train
 
     methods, fractions, seeds = _parse_lists()
     config = _common.train_config_from_flags(epochs=FLAGS.epochs)

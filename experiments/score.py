@@ -49,7 +49,7 @@ def main(argv):
   start = time.time()
   with _common.user_errors():
     from kernelcond import io
-    from kernelcond import scores
+    from kernelcond.prune import scores
 
     config = _common.train_config_from_flags(epochs=FLAGS.epochs, seed=FLAGS.seed)
     if FLAGS.num_inits < 1 or FLAGS.epochs < (1 if FLAGS.method == "forgetting" else 0):

@@ -113,7 +113,7 @@ def _run_one(config: dict, backend: str) -> dict:
   import jax
   import jax.numpy as jnp
   from kernelcond import kernels
-  from kernelcond import kip
+  from kernelcond.condense import kip
   from kernelcond import krr
   from kernelcond import preprocess
 

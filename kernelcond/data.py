@@ -49,7 +49,30 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from kernelcond import io as kio
-from kernelcond.preprocess import check_finite
+
+
+def check_finite(x, name: str) -> None:
+  """Raises a ValueError naming `name` if `x` holds any NaN or infinity.
+
+  Args:
+    x: array of any shape.
+    name: what `x` is (a file, an array name), quoted in the error.
+
+  Raises:
+    ValueError: with the counts of NaN and inf values and the first bad index.
+  """
+  x = np.asarray(x)
+  if not np.issubdtype(x.dtype, np.inexact):
+    return
+  finite = np.isfinite(x)
+  if finite.all():
+    return
+  n_nan = int(np.isnan(x).sum())
+  n_inf = int(x.size - finite.sum()) - n_nan
+  first = np.unravel_index(int(np.argmin(finite.ravel())), x.shape)
+  raise ValueError(f"{name} contains non-finite values: {n_nan} NaN and {n_inf} inf "
+                   f"(first at index {tuple(int(i) for i in first)}, shape {x.shape}).")
+
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

@@ -14,35 +14,11 @@ the one ridge convention of kernelcond (`reg * trace(K) / n`, see `krr.py`).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import numpy as np
 
-if TYPE_CHECKING:  # data imports this module; the reverse import is for types only.
-  from kernelcond.data import Dataset
-
-
-def check_finite(x, name: str) -> None:
-  """Raises a ValueError naming `name` if `x` holds any NaN or infinity.
-
-  Args:
-    x: array of any shape.
-    name: what `x` is (a file, an array name), quoted in the error.
-
-  Raises:
-    ValueError: with the counts of NaN and inf values and the first bad index.
-  """
-  x = np.asarray(x)
-  if not np.issubdtype(x.dtype, np.inexact):
-    return
-  finite = np.isfinite(x)
-  if finite.all():
-    return
-  n_nan = int(np.isnan(x).sum())
-  n_inf = int(x.size - finite.sum()) - n_nan
-  first = np.unravel_index(int(np.argmin(finite.ravel())), x.shape)
-  raise ValueError(f"{name} contains non-finite values: {n_nan} NaN and {n_inf} inf "
-                   f"(first at index {tuple(int(i) for i in first)}, shape {x.shape}).")
+from kernelcond.data import Dataset, check_finite  # noqa: F401  (re-exported)
 
 
 def _as_float(x, name: str) -> np.ndarray:
@@ -247,8 +223,8 @@ def class_balanced_indices(labels, per_class: int, seed: int,
   return np.concatenate(chosen).astype(np.int64)
 
 
-def prepare(dataset: "Dataset", standardize: bool = True,
-            zca_reg: Optional[float] = None) -> "Dataset":
+def prepare(dataset: Dataset, standardize: bool = True,
+            zca_reg: Optional[float] = None) -> Dataset:
   """Returns a copy of `dataset` with preprocessed images (example order kept).
 
   Per-channel standardisation (if `standardize`) is applied first, then ZCA

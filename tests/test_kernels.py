@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from kernelcond import kernels
-from kernelcond import native
+from kernelcond.kernels import native
 
 BACKENDS = ["native"] + (["nt"] if kernels.neural_tangents_available() else [])
 

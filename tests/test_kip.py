@@ -8,7 +8,7 @@ import pytest
 
 from kernelcond import io
 from kernelcond import kernels
-from kernelcond import kip
+from kernelcond.condense import kip
 from kernelcond import krr
 
 C = 3

@@ -8,7 +8,7 @@ import pytest
 
 from kernelcond import kernels
 from kernelcond import krr
-from kernelcond import label_solve
+from kernelcond.condense import label_solve
 
 
 def _problem(n_s=5, n_t=40, c=3, seed=0):

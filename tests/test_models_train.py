@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from kernelcond import io
-from kernelcond import models
-from kernelcond import train
+from kernelcond.nets import models
+from kernelcond.nets import train
 
 
 @pytest.mark.parametrize("name,kwargs,feature_dim", [

@@ -11,7 +11,7 @@ import pytest
 
 from kernelcond import kernels
 from kernelcond import krr
-from kernelcond import native
+from kernelcond.kernels import native
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from kernelcond import scores
+from kernelcond.prune import scores
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--dataset=digits", "--model=mlp", "--model_kwargs=widths=16", "--batch_size=64"]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from kernelcond import io
-from kernelcond import scores
-from kernelcond import train
+from kernelcond.prune import scores
+from kernelcond.nets import train
 
 N, CLASSES = 12, 3
 

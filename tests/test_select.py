@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kernelcond import select
+from kernelcond.prune import select
 
 
 def test_num_kept_rounds_half_up_and_keeps_at_least_one():

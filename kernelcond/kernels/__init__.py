@@ -244,7 +244,7 @@ def make_kernel_fn(spec: Union[str, ArchSpec], backend: str = "auto") -> KernelF
       out = raw(x1, x2, get)
       return tuple(out) if isinstance(get, tuple) else out
   else:
-    from kernelcond import native
+    from kernelcond.kernels import native
     base = native.kernel_fn(spec)
 
   def kernel_fn(x1, x2=None, get: Get = "ntk"):

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernelcond import io
-from kernelcond import train
+from kernelcond.nets import train
 
 METHODS = ("el2n", "grand", "forgetting")
 

@@ -37,7 +37,7 @@ import numpy as np
 import optax
 
 from kernelcond import io
-from kernelcond import models
+from kernelcond.nets import models
 
 LOSSES = ("xent", "mse")
 SCHEDULES = ("cosine", "step", "constant")

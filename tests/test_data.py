@@ -1,5 +1,6 @@
 """Tests for kernelcond.data: every format is written here by hand and read back exactly."""
 
+import codecs
 import dataclasses
 import gzip
 import os
@@ -14,6 +15,14 @@ import pytest
 from kernelcond import data
 
 FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path_factory, monkeypatch):
+  """Image-tree caches go to a fresh folder per test, never to the user's cache."""
+  cache = tmp_path_factory.mktemp("cache")
+  monkeypatch.setenv(data.CACHE_DIR_ENV, str(cache))
+  return cache
 
 
 def _rng(seed=0):
@@ -191,12 +200,12 @@ def _cifar_rows(images):
   return np.concatenate([images[..., c].reshape(len(images), -1) for c in range(3)], axis=1)
 
 
-def _pickle(path, obj):
+def _pickle(path, obj, protocol=None):
   with open(path, "wb") as f:
-    pickle.dump(obj, f)
+    pickle.dump(obj, f, protocol=protocol)
 
 
-def _write_cifar10(directory, per_batch=2):
+def _write_cifar10(directory, per_batch=2, protocol=None):
   rng = _rng(2)
   os.makedirs(directory, exist_ok=True)
   names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
@@ -205,10 +214,11 @@ def _write_cifar10(directory, per_batch=2):
     images = rng.integers(0, 256, size=(per_batch, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, size=per_batch).tolist()
     _pickle(os.path.join(directory, name), {b"batch_label": name.encode(),
-                                            b"data": _cifar_rows(images), b"labels": labels})
+                                            b"data": _cifar_rows(images), b"labels": labels},
+            protocol)
     out[name] = (images, labels)
   names10 = [n.encode() for n in data.CIFAR10_CLASSES[::-1]]  # reversed: must be read
-  _pickle(os.path.join(directory, "batches.meta"), {b"label_names": names10})
+  _pickle(os.path.join(directory, "batches.meta"), {b"label_names": names10}, protocol)
   return out
 
 
@@ -235,6 +245,40 @@ def test_cifar10_folder_parent_and_tarball(tmp_path):
   ds_tar = data.load_dataset("cifar10", str(archive))
   _check_cifar10(ds_tar, batches)
   assert ds_tar.fingerprint() == ds.fingerprint()
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 5])
+def test_cifar10_python3_pickles(tmp_path, protocol):
+  # Protocol 2 writes bytes as _codecs.encode(str, 'latin1'); 5 writes arrays with
+  # numpy's _frombuffer. Both must load, equal to the default protocol's result.
+  batches = _write_cifar10(tmp_path / "p", protocol=protocol)
+  if protocol == 2:
+    assert b"_codecs" in (tmp_path / "p" / "data_batch_1").read_bytes()
+  _check_cifar10(data.load_dataset("cifar10", str(tmp_path / "p")), batches)
+
+
+class _Codec:
+  """Pickles as a call of `function(*args)` (`_codecs.encode` or `_codecs.decode`)."""
+
+  def __init__(self, function, *args):
+    self.call = (function, args)
+
+  def __reduce__(self):
+    return self.call
+
+
+def test_cifar_pickle_codecs_only_latin1(tmp_path):
+  folder = tmp_path / "cifar-10-batches-py"
+  _write_cifar10(folder)
+  batch = str(folder / "data_batch_1")
+  for call, message in (((codecs.encode, "nop", "rot13"), "only latin-1"),
+                        ((codecs.encode, b"x", "latin1"), "only latin-1"),
+                        ((codecs.decode, b"x", "latin1"), "refusing .* _codecs.decode")):
+    payload = pickle.dumps({b"data": _Codec(*call), b"labels": [0]}, protocol=2)
+    _replace(batch, payload)
+    with pytest.raises(ValueError, match=message) as info:
+      data.load_dataset("cifar10", str(folder))
+    assert batch in str(info.value)
 
 
 def test_cifar100_fine_labels(tmp_path):
@@ -392,6 +436,109 @@ def test_folder_errors_name_the_file(tmp_path):
     data.load_dataset("folder", str(no_tree))
 
 
+def _assert_same(a, b):
+  for field in ("x_train", "y_train", "x_test", "y_test"):
+    np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    assert getattr(a, field).dtype == getattr(b, field).dtype
+  assert (a.class_names, a.source, a.name) == (b.class_names, b.source, b.name)
+
+
+def _no_decoding(monkeypatch):
+  """Makes decoding an image fail: a load that succeeds afterwards read the cache."""
+  def fail(raw, where):
+    raise AssertionError(f"decoded {where} instead of reading the cache")
+  monkeypatch.setattr(data, "_decode_image", fail)
+
+
+def test_folder_cache_reused_invalidated_and_rewritten(tmp_path, monkeypatch, _cache_dir):
+  from PIL import Image
+
+  root = tmp_path / "tree"
+  _write_tree(root, size=(4, 4))
+  tree_files = sorted(p for p in root.rglob("*"))
+  first = data.load_dataset("folder", str(root))
+  cache = data.folder_cache_path(str(root))
+  assert os.path.dirname(cache) == str(_cache_dir) and os.path.isfile(cache)
+  assert sorted(p for p in root.rglob("*")) == tree_files  # the data folder is not written
+  with monkeypatch.context() as m:
+    _no_decoding(m)
+    _assert_same(data.load_dataset("folder", str(root)), first)
+
+  # A changed image (new pixels, new mtime) is decoded again and the cache replaced.
+  changed = root / "test" / "dog" / "img01.png"
+  pixels = np.full((4, 4, 3), 9, np.uint8)
+  Image.fromarray(pixels).save(changed)
+  stat = os.stat(changed)
+  os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10 ** 9))
+  second = data.load_dataset("folder", str(root))
+  np.testing.assert_array_equal(second.x_test[-1], _scaled(pixels))
+  np.testing.assert_array_equal(second.x_train, first.x_train)
+  with monkeypatch.context() as m:
+    _no_decoding(m)
+    _assert_same(data.load_dataset("folder", str(root)), second)
+
+  # So is an added image, and an added (empty) class folder.
+  Image.fromarray(pixels).save(root / "train" / "cat" / "img99.png")
+  assert data.load_dataset("folder", str(root)).num_train == first.num_train + 1
+  os.makedirs(root / "train" / "emu")
+  assert data.load_dataset("folder", str(root)).class_names == ("cat", "dog", "emu")
+  os.rmdir(root / "train" / "emu")
+  os.remove(root / "train" / "cat" / "img99.png")
+
+  # A corrupt or truncated cache is ignored and rewritten.
+  for damage in (b"garbage", open(cache, "rb").read()[:200]):
+    with open(cache, "wb") as f:
+      f.write(damage)
+    _assert_same(data.load_dataset("folder", str(root)), second)
+    with monkeypatch.context() as m:
+      _no_decoding(m)
+      _assert_same(data.load_dataset("folder", str(root)), second)
+
+
+def test_folder_cache_of_a_zip(tmp_path, monkeypatch):
+  _write_tree(tmp_path / "tree")
+  archive = tmp_path / "tree.zip"
+
+  def write_zip(skip=()):
+    with zipfile.ZipFile(archive, "w") as zf:
+      for path in sorted((tmp_path / "tree").rglob("*.png")):
+        if path.name not in skip:
+          zf.write(path, path.relative_to(tmp_path / "tree").as_posix())
+
+  write_zip()
+  first = data.load_dataset("folder", str(archive))
+  with monkeypatch.context() as m:
+    _no_decoding(m)
+    _assert_same(data.load_dataset("folder", str(archive)), first)
+  write_zip(skip=("img00.png",))
+  stat = os.stat(archive)
+  os.utime(archive, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10 ** 9))
+  assert data.load_dataset("folder", str(archive)).num_train == first.num_train - 2
+
+
+def test_folder_cache_location(tmp_path, monkeypatch):
+  monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "mine"))
+  path = data.folder_cache_path(str(tmp_path / "my data"))
+  assert path.startswith(str(tmp_path / "mine" / "folder-my_data-")) and path.endswith(".npz")
+  assert data.folder_cache_path(str(tmp_path / "other" / "my data")) != path
+  monkeypatch.delenv(data.CACHE_DIR_ENV)
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+  assert data.folder_cache_path("d").startswith(str(tmp_path / "xdg" / "kernelcond" / "folder-d-"))
+  monkeypatch.delenv("XDG_CACHE_HOME")
+  monkeypatch.setenv("HOME", str(tmp_path / "home"))
+  assert data.folder_cache_path("d").startswith(str(tmp_path / "home" / ".cache" / "kernelcond"))
+
+
+def test_folder_unwritable_cache_warns_and_loads(tmp_path, monkeypatch):
+  _write_tree(tmp_path / "tree")
+  not_a_dir = tmp_path / "file"
+  not_a_dir.write_bytes(b"")
+  monkeypatch.setenv(data.CACHE_DIR_ENV, str(not_a_dir))
+  with pytest.warns(UserWarning, match="Could not write the image cache"):
+    ds = data.load_dataset("folder", str(tmp_path / "tree"))
+  assert ds.num_train == 6
+
+
 # ---------------------------------------------------------------- npz
 
 
@@ -475,8 +622,12 @@ def test_svhn_mat_roundtrip_and_errors(tmp_path):
 
 
 def test_registry_errors():
-  with pytest.raises(ValueError, match="valid names: .*cifar10.*digits.*fashion_mnist"):
+  names = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "folder", "npz")
+  assert data.DATASETS.names() == names
+  with pytest.raises(ValueError, match=f"Unknown dataset 'imagenet'; valid: {', '.join(names)} "
+                     r"\(or source='tfds'"):
     data.load_dataset("imagenet")
+  assert data.DATASETS.get("npz") is data.load_npz_dataset
   with pytest.raises(ValueError, match="valid sources"):
     data.load_dataset("digits", source="web")
   with pytest.raises(ValueError, match="tfds_name"):
@@ -484,8 +635,6 @@ def test_registry_errors():
   with pytest.raises(ValueError, match="embedded"):
     data.load_dataset("digits", "/tmp")
   assert data.load_dataset("Digits", "").num_test == 450  # '' means no data_dir
-  assert set(data.DATASETS) >= {"digits", "mnist", "fashion_mnist", "cifar10", "cifar100",
-                                "folder", "npz", "svhn"}
 
 
 def test_dataset_is_frozen_and_validated():

@@ -8,10 +8,19 @@ import pytest
 
 from kernelcond import io
 from kernelcond import kernels
+from kernelcond.condense import base
 from kernelcond.condense import kip
+from kernelcond.condense import loop
 from kernelcond import krr
 
 C = 3
+
+
+def _stepper(kernel_fn, config, opt, n_devices=1, key=jax.random.PRNGKey(0)):
+  """`step(state, x_t, y_t)` over `kip.make_update`; step t draws from fold_in(key, t)."""
+  update = jax.jit(kip.make_update(kernel_fn, config, opt, n_devices=n_devices))
+  return lambda state, x_t, y_t: update(state, (x_t, y_t),
+                                        jax.random.fold_in(key, state.step))
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +62,7 @@ def test_step_decreases_loss(kernel_fn):
   config = kip.KipConfig(lr=0.05, reg=1e-3)
   opt = kip.make_optimizer(config)
   state = kip.init_state(params["x_support"], params["y_support"], opt)
-  step = kip.make_step(kernel_fn, config, opt, n_devices=1)
+  step = _stepper(kernel_fn, config, opt, n_devices=1)
   losses = []
   for _ in range(30):
     state, metrics = step(state, x_t, y_t)
@@ -70,7 +79,7 @@ def test_learn_labels_false_keeps_labels_fixed(kernel_fn):
   config = kip.KipConfig(lr=0.05, reg=1e-3, learn_labels=False)
   opt = kip.make_optimizer(config)
   state = kip.init_state(params["x_support"], params["y_support"], opt)
-  step = kip.make_step(kernel_fn, config, opt, n_devices=1)
+  step = _stepper(kernel_fn, config, opt, n_devices=1)
   for _ in range(3):
     state, _ = step(state, x_t, y_t)
   np.testing.assert_array_equal(state.y_support, params["y_support"])
@@ -79,7 +88,7 @@ def test_learn_labels_false_keeps_labels_fixed(kernel_fn):
   config = kip.KipConfig(lr=0.05, reg=1e-3, learn_labels=True)
   opt = kip.make_optimizer(config)
   state = kip.init_state(params["x_support"], params["y_support"], opt)
-  state, _ = kip.make_step(kernel_fn, config, opt, n_devices=1)(state, x_t, y_t)
+  state, _ = _stepper(kernel_fn, config, opt, n_devices=1)(state, x_t, y_t)
   assert not np.allclose(state.y_support, params["y_support"])
 
 
@@ -110,12 +119,12 @@ def test_one_and_four_devices_agree(kernel_fn, n_target):
 
 def test_four_device_step_matches_one_device_step(kernel_fn):
   params, x_t, y_t = _problem(n_target=18)
-  config = kip.KipConfig(reg=1e-3, kernel="sample")
+  config = kip.KipConfig(reg=1e-3, kernel_type="sample")
   opt = kip.make_optimizer(config)
   states = {}
   for n in (1, 4):
-    state = kip.init_state(params["x_support"], params["y_support"], opt, seed=3)
-    step = kip.make_step(kernel_fn, config, opt, n_devices=n)
+    state = kip.init_state(params["x_support"], params["y_support"], opt)
+    step = _stepper(kernel_fn, config, opt, n_devices=n)
     for _ in range(3):
       state, _ = step(state, x_t, y_t)
     states[n] = state
@@ -125,10 +134,10 @@ def test_four_device_step_matches_one_device_step(kernel_fn):
 
 def test_sample_kernel_uses_both_and_matches_loss(kernel_fn):
   params, x_t, y_t = _problem()
-  config = kip.KipConfig(reg=1e-3, kernel="sample", lr=1e-4)
+  config = kip.KipConfig(reg=1e-3, kernel_type="sample", lr=1e-4)
   opt = kip.make_optimizer(config)
-  state = kip.init_state(params["x_support"], params["y_support"], opt, seed=0)
-  step = kip.make_step(kernel_fn, config, opt, n_devices=1)
+  state = kip.init_state(params["x_support"], params["y_support"], opt)
+  step = _stepper(kernel_fn, config, opt, n_devices=1)
   used = set()
   for _ in range(12):
     before = state.params
@@ -144,12 +153,12 @@ def test_state_round_trips_through_checkpoint(kernel_fn, tmp_path):
   params, x_t, y_t = _problem()
   config = kip.KipConfig(reg=1e-3)
   opt = kip.make_optimizer(config)
-  step = kip.make_step(kernel_fn, config, opt, n_devices=1)
-  state = kip.init_state(params["x_support"], params["y_support"], opt, seed=1)
+  step = _stepper(kernel_fn, config, opt, n_devices=1)
+  state = kip.init_state(params["x_support"], params["y_support"], opt)
   for _ in range(2):
     state, _ = step(state, x_t, y_t)
   io.save_checkpoint(str(tmp_path), int(state.step), state)
-  template = kip.init_state(params["x_support"], params["y_support"], opt, seed=1)
+  template = kip.init_state(params["x_support"], params["y_support"], opt)
   restored, saved_step = io.restore_checkpoint(str(tmp_path), template)
   assert saved_step == 2 and int(restored.step) == 2
   for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(restored)):
@@ -165,57 +174,56 @@ def test_init_support_and_sampling():
   labels = np.repeat(np.arange(C), 5).astype(np.int32)
   x = rng.random((len(labels), 4, 4, 1)).astype(np.float32)
   y = np.eye(C, dtype=np.float32)[labels]
-  x_s, y_s, idx = kip.init_support(x, y, labels, ipc=2, seed=0)
+  x_s, y_s, idx = base.initial_support(x, y, labels, ipc=2, seed=0)
   assert x_s.shape == (6, 4, 4, 1) and y_s.shape == (6, C)
   np.testing.assert_array_equal(x_s, x[idx])
   np.testing.assert_array_equal(y_s.argmax(1), [0, 0, 1, 1, 2, 2])
-  x_n, y_n, _ = kip.init_support(x, y, labels, ipc=2, seed=0, init="noise")
+  x_n, y_n, _ = base.initial_support(x, y, labels, ipc=2, seed=0, init="noise")
   assert x_n.shape == x_s.shape and not np.allclose(x_n, x_s)
   np.testing.assert_array_equal(y_n, y_s)
   with pytest.raises(ValueError, match="class 0 has 5 examples"):
-    kip.init_support(x, y, labels, ipc=6, seed=0)
+    base.initial_support(x, y, labels, ipc=6, seed=0)
   with pytest.raises(ValueError, match="real, noise"):
-    kip.init_support(x, y, labels, ipc=1, seed=0, init="zeros")
-  x_t, y_t = kip.sample_targets(jax.random.PRNGKey(0), jnp.asarray(x), jnp.asarray(y), 7)
+    base.initial_support(x, y, labels, ipc=1, seed=0, init="zeros")
+  x_t, y_t = base.sample_examples(jax.random.PRNGKey(0), base.Data.create(x, y, labels), 7)
   assert x_t.shape == (7, 4, 4, 1) and y_t.shape == (7, C)
   flat = np.asarray(x).reshape(len(x), -1)
   rows = [int(np.flatnonzero((flat == r).all(1))[0]) for r in np.asarray(x_t).reshape(7, -1)]
   assert len(set(rows)) == 7  # without replacement
   np.testing.assert_array_equal(np.asarray(y_t), y[rows])
-  x_all, _ = kip.sample_targets(jax.random.PRNGKey(0), jnp.asarray(x), jnp.asarray(y), 100)
+  x_all, _ = base.sample_examples(jax.random.PRNGKey(0), base.Data.create(x, y, labels), 100)
   assert x_all.shape[0] == len(x)
 
 
 def test_bad_config_is_named():
   with pytest.raises(ValueError, match="ntk, nngp, sample"):
-    kip.KipConfig(kernel="rbf")
+    kip.KipConfig(kernel_type="rbf")
   with pytest.raises(ValueError, match="adam"):
     kip.KipConfig(optimizer="lbfgs")
   with pytest.raises(ValueError, match="n_devices"):
     kip.make_loss_and_grad(lambda *a: None, kip.KipConfig(), n_devices=99)
 
 
-def test_run_in_chunks_follows_the_step_by_step_trajectory(kernel_fn):
+def test_loop_in_chunks_follows_the_step_by_step_trajectory(kernel_fn):
   rng = np.random.default_rng(3)
-  x = jnp.asarray(rng.standard_normal((40, 4, 4, 1)), jnp.float32)
-  y = jnp.asarray(np.eye(C, dtype=np.float32)[rng.integers(0, C, 40)])
-  config = kip.KipConfig(lr=0.02, reg=1e-3, target_batch=9, kernel="sample",
-                         lr_schedule="cosine", decay_steps=7)
-  opt = kip.make_optimizer(config)
-  x_s, y_s = x[:6], y[:6]
+  labels = rng.integers(0, C, 40)
+  data = base.Data.create(rng.standard_normal((40, 4, 4, 1)), np.eye(C)[labels], labels)
+  config = kip.KipConfig(kernel="fc2", lr=0.02, reg=1e-3, target_batch=9, kernel_type="sample",
+                         lr_schedule="cosine", steps=7)
+  condenser = kip.make(config, kernel_fn, n_devices=1)
   key = jax.random.PRNGKey(5)
-  state = kip.init_state(x_s, y_s, opt, seed=2)
-  step = kip.make_step(kernel_fn, config, opt, n_devices=1)
+  x_s, y_s = data.x[:6], data.y[:6]
+  state = condenser.init(key, data, x_s, y_s)
   losses = []
-  for t in range(7):
-    x_t, y_t = kip.sample_targets(jax.random.fold_in(key, t), x, y, 9)
-    state, metrics = step(state, x_t, y_t)
+  for t in range(7):  # the plain Python loop of the interface
+    batch_key, update_key = loop.step_keys(key, t)
+    state, metrics = condenser.update(state, condenser.sample_batch(batch_key, data), update_key)
     losses.append(float(metrics["loss"]))
-  run = kip.make_run(kernel_fn, config, opt, n_devices=1, max_steps=4)
-  chunked = kip.init_state(x_s, y_s, opt, seed=2)
+  chunk = loop.make_chunk(condenser, max_chunk=4)
+  chunked = condenser.init(key, data, x_s, y_s)
   chunk_losses = []
-  for n in (3, 9):  # 9 is clipped to max_steps=4: 3 + 4 = 7 steps
-    chunked, metrics = run(chunked, x, y, key, n)
+  for n in (3, 9):  # 9 is clipped to max_chunk=4: 3 + 4 = 7 steps
+    chunked, metrics = chunk(chunked, data, key, n)
     chunk_losses.extend(np.asarray(metrics["loss"])[:min(n, 4)])
   assert int(chunked.step) == 7
   np.testing.assert_allclose(chunk_losses, losses, rtol=1e-5)
@@ -224,7 +232,7 @@ def test_run_in_chunks_follows_the_step_by_step_trajectory(kernel_fn):
 
 
 def test_cosine_schedule_decays_the_step():
-  config = kip.KipConfig(lr=0.1, optimizer="sgd", lr_schedule="cosine", decay_steps=10)
+  config = kip.KipConfig(lr=0.1, optimizer="sgd", lr_schedule="cosine", steps=10)
   opt = kip.make_optimizer(config)
   params = {"x_support": jnp.zeros((1,)), "y_support": jnp.zeros((1,))}
   grads = {"x_support": jnp.ones((1,)), "y_support": jnp.ones((1,))}
@@ -236,7 +244,7 @@ def test_cosine_schedule_decays_the_step():
   np.testing.assert_allclose(sizes[0], 0.1, rtol=1e-6)
   np.testing.assert_allclose(sizes[10:], 0.1 / 100, rtol=1e-4)  # floor: lr / 100
   assert all(a > b for a, b in zip(sizes[:10], sizes[1:11]))
-  with pytest.raises(ValueError, match="decay_steps"):
-    kip.KipConfig(lr_schedule="cosine")
+  with pytest.raises(ValueError, match="steps"):
+    kip.KipConfig(steps=0)
   with pytest.raises(ValueError, match="constant, cosine"):
     kip.KipConfig(lr_schedule="step")

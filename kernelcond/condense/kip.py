@@ -18,8 +18,8 @@ Loss normalisation (exactly): half the mean of the squared error over all
 (`krr.mse` reports the mean over examples of the sum over classes, i.e.
 `2 * n_classes` times this loss.)
 
-Everything numeric here is pure and jit-compiled; the experiment loop lives in
-`experiments/distill.py`. The target batch of a step is split across local
+`make(config)` returns the method as a `base.Condenser` (pure `init` / `update`
+pair); `condense.loop.run` drives it. The target batch of a step is split across local
 devices (`jax.shard_map`): each device computes `K_ts` for its shard, the small
 support solve is replicated, and per-device losses and gradients are summed
 with `psum`, so 1 and N devices give the same loss and gradients.
@@ -37,10 +37,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from kernelcond import kernels
 from kernelcond import krr
+from kernelcond.condense import base
 
 KERNEL_CHOICES = ("ntk", "nngp", "sample")
-INIT_CHOICES = ("real", "noise")
 SCHEDULE_CHOICES = ("constant", "cosine")
 
 _OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
@@ -57,41 +58,51 @@ def _check_choice(field: str, value: str, choices) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class KipConfig:
-  """Hyper-parameters of KIP (config as data; locked for a run).
+  """Hyper-parameters of KIP: THE defaults (scripts and notebooks read them here).
 
   Attributes:
-    lr: learning rate of the optimizer (for images and labels).
+    kernel: kernel spec of the KRR (`kernels.get_spec`), e.g. 'fc3' or 'conv3'.
+    kernel_backend: 'auto', 'native' or 'nt' (`kernels.resolve_backend`).
+    kernel_type: 'ntk', 'nngp', or 'sample' (NTK or NNGP drawn with probability
+      1/2 at every step, arXiv:2107.13034; a `lax.cond` computes only the drawn one).
+    steps: optimisation steps of a run (the cosine schedule decays over them).
+    lr: learning rate of the optimizer (images and labels); 0.04 with cosine
+      decay won a validation search on Fashion-MNIST (docs/kip_fashion_mnist.md).
+    lr_schedule: 'cosine' (decay from `lr` to `lr / 100` over `steps`) or 'constant'.
+    optimizer: 'adam', 'sgd' or 'momentum'.
     reg: relative ridge `reg * trace(K_ss) / n_s` of the support solve.
-    target_batch: number of real training examples per step.
+    target_batch: real training examples per step.
     learn_labels: also optimise `y_support`; if False its gradient is dropped.
-    kernel: 'ntk', 'nngp', or 'sample' (NTK or NNGP drawn with probability 1/2
-      at every step, arXiv:2107.13034; a `lax.cond` computes only the drawn one).
-    optimizer: 'adam' (default), 'sgd' or 'momentum'.
-    lr_schedule: 'constant' (default) or 'cosine' (decay from `lr` to
-      `lr / 100` over `decay_steps` steps, then constant).
-    decay_steps: length of the cosine decay (required with 'cosine').
   """
-  lr: float = 0.01
+  kernel: str = "fc3"
+  kernel_backend: str = "auto"
+  kernel_type: str = "ntk"
+  steps: int = 1000
+  lr: float = 0.04
+  lr_schedule: str = "cosine"
+  optimizer: str = "adam"
   reg: float = 1e-6
   target_batch: int = 5000
   learn_labels: bool = True
-  kernel: str = "ntk"
-  optimizer: str = "adam"
-  lr_schedule: str = "constant"
-  decay_steps: int = 0
 
   def __post_init__(self):
-    _check_choice("KIP kernel", self.kernel, KERNEL_CHOICES)
+    _check_choice("KIP kernel type", self.kernel_type, KERNEL_CHOICES)
     _check_choice("optimizer", self.optimizer, tuple(_OPTIMIZERS))
     _check_choice("lr schedule", self.lr_schedule, SCHEDULE_CHOICES)
-    if self.lr_schedule == "cosine" and self.decay_steps < 1:
-      raise ValueError(f"lr_schedule='cosine' needs decay_steps >= 1, got {self.decay_steps}")
+    kernels.get_spec(self.kernel)  # a bad spec fails here, before any work
+    _check_choice("kernel backend", self.kernel_backend, kernels.BACKENDS)
     if not self.lr > 0:
       raise ValueError(f"lr must be positive, got {self.lr}")
     if not self.reg >= 0:
       raise ValueError(f"reg must be >= 0, got {self.reg}")
-    if self.target_batch < 1:
-      raise ValueError(f"target_batch must be >= 1, got {self.target_batch}")
+    for name in ("steps", "target_batch"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+  @property
+  def eval_kernel_type(self) -> str:
+    """The kernel of KRR evaluation: the NTK for `kernel_type='sample'`."""
+    return "ntk" if self.kernel_type == "sample" else self.kernel_type
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -106,15 +117,11 @@ class KipState:
     y_support: `(n_s, n_classes)` labels (learned if `learn_labels`).
     opt_state: optax state of the parameters `{'x_support', 'y_support'}`.
     step: int32 scalar, number of steps taken.
-    rng: `jax.random.PRNGKey` (uint32 `(2,)`) of the run; step `t` draws its
-      kernel (`kernel='sample'`) from `fold_in(rng, t)`, so a resumed run draws
-      the same kernels as an uninterrupted one.
   """
   x_support: jax.Array
   y_support: jax.Array
   opt_state: Any
   step: jax.Array
-  rng: jax.Array
 
   @property
   def params(self) -> dict[str, jax.Array]:
@@ -130,7 +137,7 @@ def make_optimizer(config: KipConfig) -> optax.GradientTransformation:
   """
   lr = config.lr
   if config.lr_schedule == "cosine":
-    lr = optax.cosine_decay_schedule(config.lr, config.decay_steps, alpha=0.01)
+    lr = optax.cosine_decay_schedule(config.lr, config.steps, alpha=0.01)
   base = _OPTIMIZERS[config.optimizer](lr)
   if config.learn_labels:
     return optax.chain(base)
@@ -139,79 +146,18 @@ def make_optimizer(config: KipConfig) -> optax.GradientTransformation:
                                            labels))
 
 
-def init_state(x_support, y_support, optimizer: optax.GradientTransformation,
-               seed: int = 0) -> KipState:
+def init_state(x_support, y_support, optimizer: optax.GradientTransformation) -> KipState:
   """A fresh `KipState` (step 0) for the given support set.
 
   Args:
     x_support: `(n_s, ...)` initial images. y_support: `(n_s, c)` initial labels.
     optimizer: from `make_optimizer`.
-    seed: seed of the per-step kernel draw (`kernel='sample'`).
   """
   x_support = jnp.asarray(x_support, jnp.float32)
   y_support = jnp.asarray(y_support, jnp.float32)
   params = {"x_support": x_support, "y_support": y_support}
   return KipState(x_support=x_support, y_support=y_support, opt_state=optimizer.init(params),
-                  step=jnp.zeros((), jnp.int32), rng=jax.random.PRNGKey(seed))
-
-
-def init_support(x, y_onehot, labels, ipc: int, seed: int, init: str = "real",
-                 num_classes: Optional[int] = None):
-  """Initial support set of `ipc` examples per class.
-
-  Args:
-    x: `(n, ...)` training images. y_onehot: `(n, c)` their targets.
-    labels: `(n,)` integer labels (used for class-balanced sampling).
-    ipc: images per class.
-    seed: sampling seed (`np.random.default_rng`).
-    init: 'real' (class-balanced real examples, the "natural" baseline) or
-      'noise' (Gaussian images with the per-feature mean and std of `x`, and
-      the targets of a class-balanced draw).
-    num_classes: number of classes (default: `y_onehot.shape[1]`).
-
-  Returns:
-    `(x_support, y_support, indices)`: `(ipc * c, ...)` float32 images,
-    `(ipc * c, c)` float32 targets, `(ipc * c,)` indices of the drawn examples.
-
-  Raises:
-    ValueError: unknown `init`, or a class with fewer than `ipc` examples.
-  """
-  from kernelcond import preprocess
-
-  _check_choice("support init", init, INIT_CHOICES)
-  x = np.asarray(x)
-  y_onehot = np.asarray(y_onehot)
-  num_classes = y_onehot.shape[1] if num_classes is None else num_classes
-  idx = preprocess.class_balanced_indices(np.asarray(labels), ipc, seed, num_classes)
-  x_support = x[idx].astype(np.float32)
-  if init == "noise":
-    rng = np.random.default_rng(seed)
-    mean, std = x.mean(axis=0), x.std(axis=0)
-    x_support = (mean + std * rng.standard_normal(x_support.shape)).astype(np.float32)
-  return x_support, y_onehot[idx].astype(np.float32), idx
-
-
-@functools.partial(jax.jit, static_argnums=3)
-def _sample_targets(rng, x, y, batch):
-  # The `batch` largest of n i.i.d. uniforms index a uniformly random subset. A
-  # top-k is ~10x faster on CPU than `jax.random.choice(replace=False)`, which
-  # permutes all n (71 ms vs 7 ms for 5000 of Fashion-MNIST's 60000, 2 cores).
-  idx = jax.lax.top_k(jax.random.uniform(rng, (x.shape[0],)), batch)[1]
-  return x[idx], y[idx]
-
-
-def sample_targets(rng: jax.Array, x: jax.Array, y: jax.Array, batch: int):
-  """A uniformly random target batch without replacement (jit-compiled).
-
-  Args:
-    rng: `jax.random.PRNGKey`.
-    x: `(n, ...)` images. y: `(n, c)` targets.
-    batch: batch size; clipped to `n` (then the batch is a permutation of `x`).
-
-  Returns:
-    `(x_target, y_target)` of shapes `(min(batch, n), ...)`, `(min(batch, n), c)`.
-  """
-  return _sample_targets(rng, x, y, int(min(batch, x.shape[0])))
+                  step=jnp.zeros((), jnp.int32))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -297,7 +243,7 @@ def make_loss_and_grad(kernel_fn, config: KipConfig, n_devices: Optional[int] = 
 
   Args:
     kernel_fn: `kernel_fn(x1, x2, get)` from `kernels.make_kernel_fn`.
-    config: a `KipConfig` (its `kernel` and `reg` are used).
+    config: a `KipConfig` (its `kernel_type` and `reg` are used).
     n_devices: local devices the target batch is split over (default: all).
       With 1 there is no sharding; otherwise the batch is zero-padded to a
       multiple of `n_devices` (padding gets weight 0) and each device computes
@@ -325,8 +271,8 @@ def make_loss_and_grad(kernel_fn, config: KipConfig, n_devices: Optional[int] = 
     return sq, correct, grads
 
   def local(params, x_t, y_t, w, use_ntk):
-    if config.kernel != "sample":
-      return one_kernel(config.kernel, params, x_t, y_t, w)
+    if config.kernel_type != "sample":
+      return one_kernel(config.kernel_type, params, x_t, y_t, w)
     # Both branches are compiled; only the drawn kernel is computed.
     return jax.lax.cond(use_ntk, functools.partial(one_kernel, "ntk"),
                         functools.partial(one_kernel, "nngp"), params, x_t, y_t, w)
@@ -361,13 +307,14 @@ def make_loss_and_grad(kernel_fn, config: KipConfig, n_devices: Optional[int] = 
   return loss_and_grad
 
 
-def make_step(kernel_fn, config: KipConfig,
-              optimizer: Optional[optax.GradientTransformation] = None,
-              n_devices: Optional[int] = None):
-  """Builds the jit-compiled KIP step.
+def make_update(kernel_fn, config: KipConfig,
+                optimizer: Optional[optax.GradientTransformation] = None,
+                n_devices: Optional[int] = None):
+  """The KIP step as a pure `update(state, batch, key) -> (state, metrics)`.
 
   Args:
-    kernel_fn: `kernel_fn(x1, x2, get)` from `kernels.make_kernel_fn`.
+    kernel_fn: `kernel_fn(x1, x2, get)` from `kernels.make_kernel_fn` (or a
+      random-feature kernel with the same signature).
     config: a `KipConfig`.
     optimizer: optax transformation (default `make_optimizer(config)`); must be
       the one `init_state` was given.
@@ -375,65 +322,51 @@ def make_step(kernel_fn, config: KipConfig,
       `make_loss_and_grad`.
 
   Returns:
-    `step_fn(state, x_target, y_target) -> (state, metrics)`, jitted, with
-    `x_target` `(n_t, ...)` and `y_target` `(n_t, c)`;
-    `metrics = {'loss', 'accuracy', 'used_ntk'}` (scalars: the loss before the
-    update, the KRR argmax accuracy on the target batch, 1.0 if the NTK was used).
+    `update(state, (x_target, y_target), key)` with `x_target` `(n_t, ...)`,
+    `y_target` `(n_t, c)`; `key` draws the kernel of `kernel_type='sample'`.
+    `metrics = {'loss', 'target_accuracy', 'used_ntk'}` (scalars: the loss
+    before the update, the KRR argmax accuracy on the target batch, 1.0 if the
+    NTK was used).
   """
   optimizer = make_optimizer(config) if optimizer is None else optimizer
   loss_and_grad = make_loss_and_grad(kernel_fn, config, n_devices)
 
-  def step_fn(state: KipState, x_target, y_target):
-    draw = jax.random.fold_in(state.rng, state.step)
-    use_ntk = (jax.random.bernoulli(draw) if config.kernel == "sample"
-               else jnp.asarray(config.kernel == "ntk"))
+  def update(state: KipState, batch, key):
+    x_target, y_target = batch
+    use_ntk = (jax.random.bernoulli(key) if config.kernel_type == "sample"
+               else jnp.asarray(config.kernel_type == "ntk"))
     params = state.params
     loss, accuracy, grads = loss_and_grad(params, x_target, y_target, use_ntk)
     updates, opt_state = optimizer.update(grads, state.opt_state, params)
     params = optax.apply_updates(params, updates)
     new_state = state.replace(x_support=params["x_support"], y_support=params["y_support"],
                               opt_state=opt_state, step=state.step + 1)
-    metrics = {"loss": loss, "accuracy": accuracy, "used_ntk": use_ntk.astype(jnp.float32)}
+    metrics = {"loss": loss, "target_accuracy": accuracy,
+               "used_ntk": use_ntk.astype(jnp.float32)}
     return new_state, metrics
 
-  return jax.jit(step_fn)
+  return update
 
 
-def make_run(kernel_fn, config: KipConfig,
-             optimizer: Optional[optax.GradientTransformation] = None,
-             n_devices: Optional[int] = None, max_steps: int = 256):
-  """Builds a jit-compiled loop of up to `max_steps` KIP steps, sampling targets on device.
+def make(config: KipConfig, kernel_fn=None, n_devices: Optional[int] = None) -> base.Condenser:
+  """KIP as a `base.Condenser`.
 
-  Step `t` uses the target batch `sample_targets(fold_in(base_key, t), x_train,
-  y_train, config.target_batch)`: the batches of a Python loop over `make_step`
-  that samples them that way, so chunked, resumed and step-by-step runs follow
-  one trajectory. One dispatch per chunk instead of one per step matters on
-  accelerators, where a step can take a millisecond. The number of steps is a
-  traced argument (a `fori_loop`), so every chunk length shares one compilation.
-
-  Returns:
-    `run(state, x_train, y_train, base_key, n_steps) -> (state, metrics)`, jitted,
-    taking `min(n_steps, max_steps)` steps; `metrics` holds the per-step metrics
-    of `make_step` in arrays of length `max_steps`, of which the first
-    `min(n_steps, max_steps)` entries are filled.
+  Args:
+    config: a `KipConfig`.
+    kernel_fn: the kernel (default: `kernels.make_kernel_fn(config.kernel,
+      config.kernel_backend)`); RFAD passes a random-feature kernel.
+    n_devices: local devices the target batch is split over (default: all).
   """
-  if max_steps < 1:
-    raise ValueError(f"max_steps must be >= 1, got {max_steps}")
-  step_fn = make_step(kernel_fn, config, optimizer, n_devices)
+  if kernel_fn is None:
+    kernel_fn = kernels.make_kernel_fn(config.kernel, config.kernel_backend)
+  optimizer = make_optimizer(config)
 
-  @jax.jit
-  def run(state: KipState, x_train, y_train, base_key, n_steps):
-    batch = int(min(config.target_batch, x_train.shape[0]))
-    buffers = {k: jnp.zeros((max_steps,), jnp.float32)
-               for k in ("loss", "accuracy", "used_ntk")}
+  def init(key, data: base.Data, x_init, y_init) -> KipState:
+    del key, data
+    return init_state(x_init, y_init, optimizer)
 
-    def body(i, carry):
-      state, buffers = carry
-      x_t, y_t = _sample_targets(jax.random.fold_in(base_key, state.step), x_train, y_train,
-                                 batch)
-      state, metrics = step_fn(state, x_t, y_t)
-      return state, {k: b.at[i].set(metrics[k]) for k, b in buffers.items()}
+  def sample_batch(key, data: base.Data):
+    return base.sample_examples(key, data, config.target_batch)
 
-    return jax.lax.fori_loop(0, jnp.minimum(n_steps, max_steps), body, (state, buffers))
-
-  return run
+  return base.Condenser(init=init, update=make_update(kernel_fn, config, optimizer, n_devices),
+                        sample_batch=sample_batch)

@@ -24,13 +24,17 @@ without squaring the condition number of `A`. `ridge` is absolute (it weighs
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
+from flax import struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kernelcond import kernels
 from kernelcond import krr
+from kernelcond.condense import base
 
 
 def design_matrix(k_target_support, k_support_support, reg: float = 1e-6) -> jax.Array:
@@ -108,8 +112,75 @@ def label_solve(kernel_fn, x_support, x_target, y_target, reg: float = 1e-6,
   Returns:
     `(n_s, c)` float32 numpy labels.
   """
-  from kernelcond import kernels
-
   k_ss = kernels.kernel_matrix(kernel_fn, x_support, None, get, batch_size)
   k_ts = kernels.kernel_matrix(kernel_fn, x_target, x_support, get, batch_size)
   return np.asarray(solve_labels(k_ts, k_ss, y_target, reg, ridge), np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSolveConfig:
+  """Settings of Label Solve: THE defaults.
+
+  Attributes:
+    kernel: kernel spec (`kernels.get_spec`).
+    kernel_backend: 'auto', 'native' or 'nt'.
+    kernel_type: 'ntk' or 'nngp'.
+    reg: relative ridge of the support solve, `reg * trace(K_ss) / n_s`.
+    ridge: absolute penalty `ridge * ||y_s||^2` on the labels (0: minimum-norm).
+    block_size: kernel block edge (memory).
+    steps: always 1 (one closed-form solve against the whole training set).
+  """
+  kernel: str = "fc3"
+  kernel_backend: str = "auto"
+  kernel_type: str = "ntk"
+  reg: float = 1e-6
+  ridge: float = 0.0
+  block_size: int = 512
+  steps: int = 1
+
+  def __post_init__(self):
+    kernels.get_spec(self.kernel)
+    if self.kernel_type not in ("ntk", "nngp"):
+      raise ValueError(f"Unknown Label Solve kernel type {self.kernel_type!r}; valid: ntk, nngp")
+    if self.steps != 1:
+      raise ValueError(f"Label Solve is one closed-form step; steps must be 1, got {self.steps}")
+    if self.ridge < 0 or not self.reg >= 0:
+      raise ValueError(f"need reg >= 0 and ridge >= 0, got {self.reg}, {self.ridge}")
+
+  @property
+  def eval_kernel_type(self) -> str:
+    return self.kernel_type
+
+
+@struct.dataclass
+class LabelSolveState:
+  """Support images (fixed) and labels (solved at step 1)."""
+  x_support: jax.Array
+  y_support: jax.Array
+  step: jax.Array
+
+
+def make(config: LabelSolveConfig, kernel_fn=None) -> base.Condenser:
+  """Label Solve as a `base.Condenser`: one (not jitted) step solving the labels.
+
+  The step reads the whole training set (`base.whole_data`) and computes the
+  kernels block by block (`kernels.kernel_matrix`), so it runs outside `jit`.
+  """
+  if kernel_fn is None:
+    kernel_fn = kernels.make_kernel_fn(config.kernel, config.kernel_backend)
+
+  def init(key, data, x_init, y_init) -> LabelSolveState:
+    del key, data
+    return LabelSolveState(x_support=jnp.asarray(x_init, jnp.float32),
+                           y_support=jnp.asarray(y_init, jnp.float32),
+                           step=jnp.zeros((), jnp.int32))
+
+  def update(state: LabelSolveState, data: base.Data, key):
+    del key
+    y_s = label_solve(kernel_fn, state.x_support, data.x, data.y, reg=config.reg,
+                      get=config.kernel_type, ridge=config.ridge, batch_size=config.block_size)
+    y_s = jnp.asarray(y_s)
+    err = float(jnp.mean(jnp.square(state.y_support - y_s)))
+    return state.replace(y_support=y_s, step=state.step + 1), {"label_change": err}
+
+  return base.Condenser(init=init, update=update, sample_batch=base.whole_data, jittable=False)

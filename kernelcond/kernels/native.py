@@ -1,7 +1,7 @@
 """Infinite-width NNGP / NTK kernels in pure `jax.numpy` (the `native` backend).
 
 `kernel_fn(spec)` returns `base(x1, x2, get)` for an `ArchSpec`; it computes
-exactly what neural-tangents' `stax` network `kernels.nt_stax(spec)` computes,
+exactly what neural-tangents' `stax` network `kernels.nt.nt_stax(spec)` computes,
 layer by layer, but runs on any JAX version and is jit-able and differentiable
 with respect to both inputs (KIP differentiates it w.r.t. the support images).
 
@@ -52,12 +52,10 @@ reverse-mode gradients keep the same bound.
 from __future__ import annotations
 
 import functools
-import math
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Union
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 Get = Union[str, tuple[str, ...]]
 
@@ -454,100 +452,3 @@ def kernel_fn(spec, max_elements: int = 2 ** 25) -> Callable[..., Union[jax.Arra
 
   # Jitted so that eager calls run as one compiled program (inlined when traced).
   return jax.jit(base, static_argnames="get")
-
-
-# ---------------------------------------------------------------------------
-# Finite networks in the same parameterisation (for Monte-Carlo checks).
-
-
-def init_and_apply(spec, width: Optional[int] = None, out_dim: int = 1):
-  """A finite network whose infinite-width kernels are `kernel_fn(spec)`.
-
-  Same layers and parameterisation as `kernels.nt_stax(spec)`: in 'ntk'
-  parameterisation weights and biases are standard normal and a layer computes
-  `W_std / sqrt(fan_in) * x @ W + b_std * b`; in 'standard' parameterisation
-  weights are `N(0, W_std^2 / fan_in)`, biases `N(0, b_std^2)` and a layer
-  computes `x @ W + b`.
-
-  Args:
-    spec: a `kernels.ArchSpec`.
-    width: hidden width (channels for conv); defaults to `spec.width`.
-    out_dim: readout outputs (independent draws of the same GP at init).
-
-  Returns:
-    `(init_fn, apply_fn)`: `init_fn(key, input_shape) -> params` with
-    `input_shape` the per-example shape (`(d,)` or `(H, W, C)`), and
-    `apply_fn(params, x) -> (n, out_dim)` for `x` of shape `(n,) + input_shape`.
-  """
-  width = spec.width if width is None else int(width)
-  ntk_param = spec.parameterization == "ntk"
-  has_bias = spec.b_std > 0
-
-  def layer_shapes(input_shape: Sequence[int]):
-    """Weight shapes and fan-ins of each layer, readout last."""
-    shapes = []
-    if spec.family == "fc":
-      fan_in = int(np.prod(input_shape))
-      for _ in range(spec.depth):
-        shapes.append(((fan_in, width), fan_in))
-        fan_in = width
-      shapes.append(((fan_in, out_dim), fan_in))
-      return shapes
-    h, w, c = input_shape
-    for _ in range(spec.depth):
-      shapes.append(((3, 3, c, width), 9 * c))
-      c = width
-      if spec.pool:
-        h, w = h // 2, w // 2
-    fan_in = width if spec.readout == "gap" else h * w * width
-    shapes.append(((fan_in, out_dim), fan_in))
-    return shapes
-
-  def init_fn(key, input_shape):
-    params = []
-    for shape, fan_in in layer_shapes(tuple(input_shape)):
-      key, kw, kb = jax.random.split(key, 3)
-      w_ = jax.random.normal(kw, shape)
-      b_ = jax.random.normal(kb, (shape[-1],)) if has_bias else None
-      if not ntk_param:
-        w_ = w_ * (spec.W_std / math.sqrt(fan_in))
-        b_ = None if b_ is None else b_ * spec.b_std
-      params.append((w_, b_))
-    return params
-
-  def linear(params, x, conv: bool):
-    w_, b_ = params
-    fan_in = int(np.prod(w_.shape[:-1]))
-    if conv:
-      y = jax.lax.conv_general_dilated(x, w_.astype(x.dtype), (1, 1), "SAME",
-                                       dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                       precision=jax.lax.Precision.HIGHEST)
-    else:
-      y = jnp.matmul(x, w_.astype(x.dtype), precision=jax.lax.Precision.HIGHEST)
-    if ntk_param:
-      y = y * (spec.W_std / math.sqrt(fan_in))
-      if b_ is not None:
-        y = y + spec.b_std * b_
-    elif b_ is not None:
-      y = y + b_
-    return y
-
-  act = jax.nn.relu if spec.activation == "relu" else jax.scipy.special.erf
-
-  def apply_fn(params, x):
-    x = jnp.asarray(x)
-    if spec.family == "fc":
-      x = x.reshape(x.shape[0], -1)
-      for p in params[:-1]:
-        x = act(linear(p, x, conv=False))
-    else:
-      for p in params[:-1]:
-        x = act(linear(p, x, conv=True))
-        if spec.pool:
-          n, h, w, c = x.shape
-          x = x[:, :h // 2 * 2, :w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
-          x = x.mean(axis=(2, 4))
-      x = x.mean(axis=(1, 2)) if spec.readout == "gap" else x.reshape(x.shape[0], -1)
-    return linear(params[-1], x, conv=False)
-
-  return init_fn, apply_fn

@@ -21,14 +21,22 @@ and KIP's finite-network transfer (Nguyen et al., arXiv:2107.13034): `depth`
 blocks of conv3x3 -> norm -> ReLU -> avgpool2x2. The ResNet-18 is the CIFAR
 variant of He et al. (arXiv:1512.03385) used by Data Diet (arXiv:2107.07075): a
 3x3 stem convolution without max-pooling, four stages of two basic blocks.
+`SpecNet` is the finite network of a kernel `ArchSpec` (`kernelcond.kernels`),
+in the same (NTK) parameterisation as its infinite-width kernels; it has no
+feature output and no 'head' (its readout is scaled by `W_std / sqrt(fan_in)`).
+
+Models are chosen by name from `MODELS` (a `Registry`) with `get_model`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import importlib
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from kernelcond.registry import Registry
 
 NORMS = ("batch", "instance", "none")
 
@@ -84,19 +92,24 @@ class ConvNet(nn.Module):
     depth: number of blocks; each halves H and W (floor), so inputs need
       `H, W >= 2**depth` (8x8 digits work with depth 3).
     norm: 'batch', 'instance' or 'none'.
+    input_padding: zero pixels added on each side of H and W before the first
+      convolution. DC's ConvNet maps 28x28 inputs to 32x32 maps with padding 3
+      in its first 3x3 convolution, which equals `input_padding=2`.
   """
 
   num_classes: int
   width: int = 32
   depth: int = 3
   norm: str = "instance"
+  input_padding: int = 0
 
   @nn.compact
   def __call__(self, x, train: bool = False, return_features: bool = False):
     """Maps `(n, H, W, C)` images to `(n, num_classes)` logits (or flattened features)."""
     if x.ndim != 4:
       raise ValueError(f"ConvNet expects (n, H, W, C) images, got shape {x.shape}")
-    h = x
+    p = int(self.input_padding)
+    h = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0))) if p else x
     for i in range(self.depth):
       if min(h.shape[1], h.shape[2]) < 2:
         raise ValueError(f"ConvNet depth {self.depth} is too deep for {x.shape[1:3]} inputs: "
@@ -166,28 +179,92 @@ class ResNet18(nn.Module):
     return nn.Dense(self.num_classes, name="head")(h)
 
 
-MODELS = {"mlp": MLP, "convnet": ConvNet, "resnet18": ResNet18}
+def _finite_network_fn() -> Callable:
+  """`init_and_apply(spec, width, out_dim)` of `kernelcond.kernels`, wherever it lives.
+
+  Looked up as `kernelcond.kernels.init_and_apply`, then in the modules
+  `kernelcond.kernels.finite` and `kernelcond.kernels.native`.
+  """
+  for name in ("kernelcond.kernels", "kernelcond.kernels.finite", "kernelcond.kernels.native"):
+    try:
+      module = importlib.import_module(name)
+    except ModuleNotFoundError as e:
+      if e.name != name:  # a missing dependency, not a missing module: a real error
+        raise
+      continue
+    fn = getattr(module, "init_and_apply", None)
+    if fn is not None:
+      return fn
+  raise ImportError("kernelcond.kernels provides no init_and_apply(spec, width, out_dim)")
+
+
+class SpecNet(nn.Module):
+  """The finite network of a kernel `ArchSpec`, in its parameterisation.
+
+  Wraps `kernels.init_and_apply(spec, width, out_dim=num_classes)` (standard
+  normal weights scaled by `W_std / sqrt(fan_in)` in the forward pass for the
+  'ntk' parameterisation), so that its infinite-width NNGP / NTK are those of
+  `kernels.make_kernel_fn(spec)`. The parameters are stored as
+  `{'net': {'layer_<i>': {'w', ['b']}}}` (no 'b' when `b_std == 0`).
+
+  Attributes:
+    num_classes: number of outputs.
+    spec: an `ArchSpec` or a spec string ('conv3', 'fc3:W_std=1.5', ...).
+    width: hidden width (channels for conv specs); default `spec.width`.
+  """
+
+  num_classes: int
+  spec: Any = "conv3"
+  width: Optional[int] = None
+
+  @nn.compact
+  def __call__(self, x, train: bool = False, return_features: bool = False):
+    """Maps `(n, ...)` inputs to `(n, num_classes)` outputs."""
+    del train  # no normalisation or dropout
+    if return_features:
+      raise ValueError("SpecNet has no feature output (its readout is not a plain 'head')")
+    from kernelcond import kernels
+
+    spec = kernels.get_spec(self.spec)
+    init_fn, apply_fn = _finite_network_fn()(spec, self.width, out_dim=self.num_classes)
+
+    def init(key):
+      layers = init_fn(key, x.shape[1:])
+      return {f"layer_{i}": {"w": w} if b is None else {"w": w, "b": b}
+              for i, (w, b) in enumerate(layers)}
+
+    params = self.param("net", init)
+    layers = [(params[f"layer_{i}"]["w"], params[f"layer_{i}"].get("b"))
+              for i in range(len(params))]
+    return apply_fn(layers, x)
+
+
+MODELS: Registry[type] = Registry("model")
+MODELS.register("mlp", MLP)
+MODELS.register("convnet", ConvNet)
+MODELS.register("resnet18", ResNet18)
+MODELS.register("spec_net", SpecNet)
 
 
 def get_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
   """Builds a model by name.
 
   Args:
-    name: one of `MODELS` ('mlp', 'convnet', 'resnet18').
+    name: a name in `MODELS` ('mlp', 'convnet', 'resnet18', 'spec_net').
     num_classes: number of output logits.
     **kwargs: the model's attributes, e.g. `widths=(256,)` for 'mlp',
-      `width=64, depth=3, norm='batch'` for 'convnet', `width=64` for 'resnet18'.
+      `width=64, depth=3, norm='batch'` for 'convnet', `width=64` for
+      'resnet18', `spec='conv3', width=1024` for 'spec_net'.
 
   Returns:
-    An unbound linen Module.
+    An unbound linen Module (equal arguments give equal, equally hashed
+    Modules, so jitted functions that take it as a static argument are reused).
 
   Raises:
     ValueError: for an unknown name (listing valid names), an unknown keyword,
       or an unknown norm.
   """
-  if name not in MODELS:
-    raise ValueError(f"Unknown model {name!r}; valid: {', '.join(sorted(MODELS))}")
-  cls = MODELS[name]
+  cls = MODELS.get(name)
   fields = {f for f in cls.__dataclass_fields__ if f not in ("parent", "name", "num_classes")}
   unknown = sorted(set(kwargs) - fields)
   if unknown:

@@ -1,0 +1,154 @@
+"""ONE evaluation for every small training set: synthetic, selected or cleaned.
+
+`evaluate_support(config, x_support, y_support, x_test, y_test, ...)` reports
+
+* `krr`: KRR test accuracy with the kernel of `config` (`config.reg` ridge, the
+  one relative convention `reg * trace(K) / n`);
+* `networks`: for each protocol of `config.protocols` (`nets.protocols`: `dc`,
+  `dsa`, `kernel`, `mlp`), the test accuracies of `len(config.net_seeds)` finite
+  networks trained on the set (mean, std, each network's, the protocol's full
+  config and the loss it used: hard labels train with cross-entropy, learned
+  labels with the protocol's soft loss);
+* `slapknn` (if `config.slapknn`): the soft-label prototype kNN accuracy.
+
+Every script (distill, evaluate, prune) and the report read this one result
+format. The test set is read here and nowhere else in a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Optional
+
+import numpy as np
+
+from kernelcond import kernels
+from kernelcond import krr
+
+KERNEL_TYPES = ("ntk", "nngp")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  """How a support set is evaluated: THE defaults of every script.
+
+  Attributes:
+    kernel: kernel spec of the KRR evaluation (and of the `kernel` protocol).
+    kernel_backend: 'auto', 'native' or 'nt'.
+    kernel_type: 'ntk' or 'nngp'.
+    reg: relative ridge of the KRR fit.
+    protocols: finite-network protocols (`nets.protocols`), e.g. 'mlp', 'dc',
+      'dsa', 'kernel'; empty for KRR only.
+    net_seeds: one finite network per seed, for every protocol.
+    net_epochs: override of every protocol's epochs (0: the protocol's own).
+    slapknn: also report the soft-label prototype kNN (arXiv:2009.08449).
+    block_size: kernel block edge (memory).
+  """
+  kernel: str = "fc3"
+  kernel_backend: str = "auto"
+  kernel_type: str = "ntk"
+  reg: float = 1e-6
+  protocols: tuple[str, ...] = ("mlp",)
+  net_seeds: tuple[int, ...] = (0, 1)
+  net_epochs: int = 0
+  slapknn: bool = False
+  block_size: int = 512
+
+  def __post_init__(self):
+    object.__setattr__(self, "protocols", tuple(p for p in self.protocols if p))
+    object.__setattr__(self, "net_seeds", tuple(int(s) for s in self.net_seeds))
+    kernels.get_spec(self.kernel)
+    if self.kernel_type not in KERNEL_TYPES:
+      raise ValueError(f"Unknown kernel type {self.kernel_type!r}; valid: {', '.join(KERNEL_TYPES)}")
+    if not self.reg >= 0:
+      raise ValueError(f"reg must be >= 0, got {self.reg}")
+    if self.protocols and not self.net_seeds:
+      raise ValueError("seeds must name at least one network seed when protocols are given")
+    if self.net_epochs < 0:
+      raise ValueError(f"net_epochs must be >= 0, got {self.net_epochs}")
+    if self.protocols:
+      from kernelcond.nets import protocols as protocol_registry
+      for name in self.protocols:
+        protocol_registry.PROTOCOLS.get(name)
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def krr_accuracy(kernel_fn, x_support, y_support, x, y, reg: float = 1e-6,
+                 get: str = "ntk", block_size: int = 512) -> float:
+  """KRR accuracy on `(x, y)` of the fit on `(x_support (n, ...), y_support (n, c))`."""
+  return krr.evaluate(kernel_fn, x_support, y_support, x, y, reg=reg, get=get,
+                      batch_size=block_size)["accuracy"]
+
+
+def hard_labels(y_support, y_init=None) -> Optional[np.ndarray]:
+  """Integer labels when `y_support` still equals the one-hot targets it started from.
+
+  A natural or selected subset (and KIP with fixed labels) carries hard labels:
+  finite networks then train with cross-entropy on the argmax. Learned labels
+  (KIP, Label Solve) return None: they train with the protocol's soft loss.
+  """
+  y_support = np.asarray(y_support)
+  if y_support.ndim == 1:
+    return y_support.astype(np.int32)
+  if y_init is not None and np.array_equal(y_support, np.asarray(y_init)):
+    return np.argmax(y_support, axis=-1).astype(np.int32)
+  return None
+
+
+def evaluate_support(config: EvalConfig, x_support, y_support, x_test, y_test, *,
+                     num_classes: int, labels=None, x_val=None, y_val=None) -> dict:
+  """Evaluates one support set under `config` (see the module docstring).
+
+  Args:
+    config: an `EvalConfig`.
+    x_support: `(n, ...)` inputs. y_support: `(n, c)` float targets (KRR fits
+      them as they are).
+    x_test: `(m, ...)`; y_test: `(m,)` integer test labels.
+    num_classes: `c`.
+    labels: `(n,)` integer labels when the set has hard labels (see
+      `hard_labels`); None trains the networks on `y_support` as soft labels.
+    x_val, y_val: held-out training examples for protocols that stop early.
+
+  Returns:
+    `{'krr': {...}, 'networks': {protocol: {...}}, 'slapknn': {...} or None,
+    'support_size': n, 'label_kind': 'hard' | 'soft', 'seconds': ...}`.
+  """
+  from kernelcond.nets import protocols
+
+  t0 = time.perf_counter()
+  x_support = np.asarray(x_support, np.float32)
+  y_support = np.asarray(y_support, np.float32)
+  kernel_fn = kernels.make_kernel_fn(config.kernel, config.kernel_backend)
+  out = {"support_size": int(len(x_support)),
+         "label_kind": "hard" if labels is not None else "soft",
+         "krr": {"kernel": config.kernel, "kernel_type": config.kernel_type,
+                 "backend": kernel_fn.backend, "reg": config.reg,
+                 "accuracy": krr_accuracy(kernel_fn, x_support, y_support, x_test, y_test,
+                                          config.reg, config.kernel_type, config.block_size)},
+         "networks": {}, "slapknn": None}
+  targets = np.asarray(labels, np.int32) if labels is not None else y_support
+  for name in config.protocols:
+    overrides = {"epochs": config.net_epochs} if config.net_epochs else {}
+    protocol = protocols.get_protocol(name, **overrides)
+    out["networks"][name] = protocols.evaluate_protocol(
+        protocol, x_support, targets, x_test, y_test, num_classes=num_classes,
+        seeds=config.net_seeds, x_val=x_val, y_val=y_val, spec=kernels.get_spec(config.kernel))
+  if config.slapknn:
+    from kernelcond import knn
+    soft = y_support if labels is None else np.eye(num_classes, dtype=np.float32)[targets]
+    out["slapknn"] = {"accuracy": knn.slapknn_accuracy(x_support, soft, x_test, y_test)}
+  out["seconds"] = time.perf_counter() - t0
+  return out
+
+
+def summary_line(result: dict) -> str:
+  """One line: KRR accuracy and each protocol's mean ± std (for printing by scripts)."""
+  parts = [f"KRR {result['krr']['accuracy']:.4f}"]
+  for name, r in result["networks"].items():
+    parts.append(f"{name} {r['mean']:.4f} ± {r['std']:.4f} (n={len(r['accuracies'])})")
+  if result.get("slapknn"):
+    parts.append(f"SLaPkNN {result['slapknn']['accuracy']:.4f}")
+  return " | ".join(parts)

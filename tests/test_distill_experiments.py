@@ -4,6 +4,7 @@ Each run is a subprocess (the scripts own their absl flags) with a few steps, th
 native kernel backend and the 4 fake CPU devices of conftest.py.
 """
 
+import dataclasses
 import json
 import os
 import signal
@@ -18,7 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL = os.path.join(ROOT, "experiments", "distill.py")
 EVALUATE = os.path.join(ROOT, "experiments", "evaluate.py")
 FAST = ["--dataset=digits", "--ipc=2", "--kernel=fc2", "--kernel_backend=native",
-        "--target_batch=200", "--eval_size=100"]
+        "--target_batch=200", "--protocols="]
+LS_FAST = ["--dataset=digits", "--ipc=2", "--kernel=fc2", "--kernel_backend=native"]
 
 
 _ENV = dict(os.environ)
@@ -49,65 +51,98 @@ def _metric_steps(workdir):
     return [json.loads(line)["step"] for line in f if line.strip()]
 
 
+def _config(**kw):
+  from kernelcond import evaluate
+  from kernelcond import experiment
+  from kernelcond.condense import kip
+  method_kw = {k: kw.pop(k) for k in list(kw) if k in ("steps", "lr_schedule", "lr")}
+  method_config = kip.KipConfig(kernel="fc2", kernel_backend="native", target_batch=200,
+                                **{"lr_schedule": "constant", **method_kw})
+  evaluation = evaluate.EvalConfig(kernel="fc2", kernel_backend="native",
+                                   protocols=kw.pop("protocols", ()), net_epochs=1)
+  return experiment.DistillConfig(method="kip", method_config=method_config, ipc=2,
+                                  evaluation=evaluation, data={"dataset": "digits"}, **kw)
+
+
 @pytest.fixture(scope="module")
-def kip_run(tmp_path_factory):
+def digits():
+  from kernelcond import data, preprocess
+  return preprocess.prepare(data.load_dataset("digits"))
+
+
+@pytest.fixture(scope="module")
+def kip_run(tmp_path_factory, digits):
+  from kernelcond import experiment
   workdir = str(tmp_path_factory.mktemp("kip"))
-  proc = _run(DISTILL, *FAST, "--steps=4", "--checkpoint_every=2", "--eval_every=2",
-              "--lr_schedule=constant", "--transfer_model=none", f"--workdir={workdir}")
-  return workdir, proc
+  results = experiment.distill(_config(steps=4, checkpoint_every=2, eval_every=2), digits,
+                               workdir)
+  return workdir, results
 
 
 def test_kip_outputs(kip_run):
-  workdir, proc = kip_run
-  results = _results(workdir)
-  for key in ("config", "kernel_backend", "natural_test_accuracy", "test_accuracy",
-              "transfer_test_accuracy", "wall_time_s", "seconds_per_step", "versions"):
+  workdir, results = kip_run
+  assert results["dataset"] == _results(workdir)["dataset"]
+  for key in ("schema", "experiment", "config", "dataset", "evaluations", "run", "environment"):
     assert key in results, key
-  assert results["kernel_backend"] == "native"
-  assert results["transfer_test_accuracy"] is None
-  assert results["steps"] == 4 and results["support_size"] == 20
-  assert 0.0 <= results["test_accuracy"] <= 1.0 and 0.0 <= results["natural_test_accuracy"] <= 1
+  assert results["run"]["steps"] == 4 and results["evaluations"]["distilled"]["support_size"] == 20
+  for name in ("natural", "distilled"):
+    assert 0.0 <= results["evaluations"][name]["krr"]["accuracy"] <= 1.0
+  assert results["evaluations"]["natural"]["label_kind"] == "hard"
+  assert results["evaluations"]["distilled"]["label_kind"] == "soft"
   with np.load(os.path.join(workdir, "distilled.npz")) as f:
     assert f["images"].shape == (20, 8, 8, 1) and f["labels"].shape == (20, 10)
     assert json.loads(str(f["config"]))["method"] == "kip"
   with open(os.path.join(workdir, "distilled.png"), "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   assert _metric_steps(workdir) == [1, 2, 3, 4]
-  assert "natural subset" in proc.stdout and "distilled set" in proc.stdout
 
 
-def test_resume_continues_from_checkpoint(kip_run):
+def test_resume_continues_from_checkpoint(kip_run, digits):
+  from kernelcond import experiment
   workdir, _ = kip_run
-  # Simulate a run killed after step 4 but before its checkpoint: the latest
-  # checkpoint is step 2 and metrics.jsonl holds lines past it. Re-running, with a
-  # longer budget, continues from step 2 (it does not restart) and rewrites the log.
+  # A run killed after step 4 but before its checkpoint: the latest checkpoint is
+  # step 2 and metrics.jsonl holds lines past it. Re-running with a longer budget
+  # (a constant schedule may be extended) continues from step 2 and rewrites the log.
   os.remove(os.path.join(workdir, "checkpoints", "ckpt_000000004.npz"))
-  _run(DISTILL, *FAST, "--steps=6", "--checkpoint_every=2", "--eval_every=2",
-       "--lr_schedule=constant", "--transfer_model=none", f"--workdir={workdir}")
-  results = _results(workdir)
-  assert results["resumed_from_step"] == 2 and results["steps"] == 6
+  results = experiment.distill(_config(steps=6, checkpoint_every=2, eval_every=2), digits,
+                               workdir)
+  assert results["run"]["resumed_from_step"] == 2 and results["run"]["steps"] == 6
   assert _metric_steps(workdir) == [1, 2, 3, 4, 5, 6]
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == [
       "ckpt_000000004.npz", "ckpt_000000006.npz"]
 
 
-def test_another_config_is_refused(kip_run):
+def test_another_config_is_refused(kip_run, digits):
+  from kernelcond import experiment
   workdir, _ = kip_run
-  proc = _run(DISTILL, *FAST[:1], "--ipc=3", *FAST[2:], "--steps=4", f"--workdir={workdir}",
-              check=False)
-  assert proc.returncode == 1
-  assert "another configuration" in proc.stderr and "ipc: 2 -> 3" in proc.stderr
-  assert "Traceback" not in proc.stderr
+  with pytest.raises(ValueError, match="another configuration.*ipc: 2 -> 3"):
+    experiment.distill(dataclasses.replace(_config(steps=4), ipc=3), digits, workdir)
 
 
-def test_cosine_run_keeps_its_step_budget(tmp_path):
-  # The cosine schedule decays over --steps, so a longer budget is another run.
+def test_cosine_run_keeps_its_step_budget(tmp_path, digits):
+  from kernelcond import experiment
+  # The cosine schedule decays over its steps, so a longer budget is another run.
   workdir = str(tmp_path / "cos")
-  _run(DISTILL, *FAST, "--steps=2", "--transfer_model=none", f"--workdir={workdir}")
-  proc = _run(DISTILL, *FAST, "--steps=3", "--transfer_model=none", f"--workdir={workdir}",
-              check=False)
-  assert proc.returncode == 1 and "decay_steps: 2 -> 3" in proc.stderr
+  experiment.distill(_config(steps=2, lr_schedule="cosine"), digits, workdir)
+  with pytest.raises(ValueError, match="steps: 2 -> 3"):
+    experiment.distill(_config(steps=3, lr_schedule="cosine"), digits, workdir)
   assert _metric_steps(workdir) == [1, 2]
+
+
+def test_validation_split_is_held_out(tmp_path, digits):
+  from kernelcond import experiment
+  results = experiment.distill(_config(steps=2, val_size=200, eval_every=1), digits,
+                               str(tmp_path / "val"))
+  assert 0.0 <= results["run"]["last_val"]["val_accuracy"] <= 1.0
+  assert results["run"]["natural_val_accuracy"] is not None
+
+
+def test_help_shows_every_flag():
+  proc = _run(DISTILL, "--help", check=False)  # absl exits 1 after --help
+  for flag in ("--dataset", "--zca", "--method", "--ipc", "--lr", "--target_batch",
+               "--protocols", "--net_seeds", "--ridge", "--workdir"):
+    assert flag in proc.stdout, flag
+  assert "kip: 0.04" in proc.stdout or "0.04" in proc.stdout
 
 
 def test_bad_inputs_fail_cleanly_and_leave_nothing(tmp_path):
@@ -119,6 +154,9 @@ def test_bad_inputs_fail_cleanly_and_leave_nothing(tmp_path):
   proc = _run(DISTILL, "--dataset=digits", "--kernel=fc9", f"--workdir={workdir}",
               check=False)
   assert proc.returncode == 1 and "Unknown kernel spec 'fc9'" in proc.stderr
+  proc = _run(DISTILL, "--dataset=digits", "--method=ls", "--target_batch=10",
+              f"--workdir={workdir}", check=False)
+  assert proc.returncode == 1 and "--target_batch does not apply to ls" in proc.stderr
   # NaN pixels in a dataset file.
   bad = str(tmp_path / "nan.npz")
   x = np.random.default_rng(0).random((20, 4, 4, 1)).astype(np.float32)
@@ -132,12 +170,14 @@ def test_bad_inputs_fail_cleanly_and_leave_nothing(tmp_path):
 
 def test_label_solve_with_mlp_transfer(tmp_path):
   workdir = str(tmp_path / "ls")
-  _run(DISTILL, *FAST, "--method=ls", "--transfer_model=mlp", "--transfer_epochs=1",
-       f"--workdir={workdir}")
+  proc = _run(DISTILL, *LS_FAST, "--method=ls", "--protocols=mlp", "--net_epochs=1",
+              "--net_seeds=0", f"--workdir={workdir}")
   results = _results(workdir)
   assert results["config"]["method"] == "ls"
-  assert isinstance(results["transfer_test_accuracy"], float)
-  assert isinstance(results["natural_transfer_test_accuracy"], float)
+  for name in ("natural", "distilled"):
+    network = results["evaluations"][name]["networks"]["mlp"]
+    assert len(network["accuracies"]) == 1 and 0.0 <= network["mean"] <= 1.0
+  assert "natural" in proc.stdout and "distilled" in proc.stdout
   with np.load(os.path.join(workdir, "distilled.npz")) as f:
     assert f["labels"].shape == (20, 10)
   assert os.path.exists(os.path.join(workdir, "distilled.png"))
@@ -146,7 +186,7 @@ def test_label_solve_with_mlp_transfer(tmp_path):
 def test_sigterm_saves_a_checkpoint(tmp_path):
   workdir = str(tmp_path / "term")
   args = [sys.executable, DISTILL, *FAST, "--steps=100000", "--checkpoint_every=100000",
-          "--eval_every=100000", "--transfer_model=none", f"--workdir={workdir}"]
+          "--eval_every=100000", f"--workdir={workdir}"]
   proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, env=_ENV)
   log = os.path.join(workdir, "metrics.jsonl")
@@ -166,19 +206,30 @@ def test_evaluate_smoke(kip_run, tmp_path):
   workdir, _ = kip_run
   support = os.path.join(workdir, "distilled.npz")
   out = str(tmp_path / "eval")
-  proc = _run(EVALUATE, f"--support={support}", "--dataset=digits", "--kernel=fc2",
-              "--kernel_backend=native", "--model=mlp", "--epochs=1", f"--workdir={out}")
-  results = _results(out)
-  assert 0.0 <= results["krr_test_accuracy"] <= 1.0
-  assert isinstance(results["network_test_accuracy"], float)
-  assert results["support_size"] == 20 and "KRR" in proc.stdout
+  proc = _run(EVALUATE, f"--support={support}", "--kernel=fc2", "--kernel_backend=native",
+              "--protocol=mlp", "--net_epochs=1", "--net_seeds=0", f"--workdir={out}")
+  result = _results(out)["evaluations"]["support"]
+  assert 0.0 <= result["krr"]["accuracy"] <= 1.0 and result["support_size"] == 20
+  assert len(result["networks"]["mlp"]["accuracies"]) == 1 and "KRR" in proc.stdout
+  # Other settings in the same workdir, or a distill workdir, are refused.
+  proc = _run(EVALUATE, f"--support={support}", "--kernel=fc3", "--kernel_backend=native",
+              "--protocols=", f"--workdir={out}", check=False)
+  assert proc.returncode == 1 and "another configuration" in proc.stderr
+  proc = _run(EVALUATE, f"--support={support}", "--protocols=", f"--workdir={workdir}",
+              check=False)
+  assert proc.returncode == 1 and "experiment: 'distill' -> 'evaluate'" in proc.stderr
+  # A support set made from digits is refused on another dataset.
+  proc = _run(EVALUATE, f"--support={support}", "--dataset=fashion_mnist", "--protocols=",
+              f"--workdir={tmp_path / 'other'}", check=False)
+  assert proc.returncode == 1 and "made from dataset 'digits'" in proc.stderr
   # A selected subset given as indices into the training set.
   idx_file = str(tmp_path / "subset.npz")
   np.savez(idx_file, indices=np.arange(0, 40, 2))
   _run(EVALUATE, f"--support={idx_file}", "--dataset=digits", "--kernel=fc2",
-       "--kernel_backend=native", "--model=none", f"--workdir={out}")
-  results = _results(out)
-  assert results["network_test_accuracy"] is None and results["support_size"] == 20
+       "--kernel_backend=native", "--protocols=", f"--workdir={tmp_path / 'idx'}")
+  result = _results(str(tmp_path / "idx"))["evaluations"]["support"]
+  assert result["networks"] == {} and result["support_size"] == 20
+  assert result["label_kind"] == "hard"
 
 
 def test_tune_kip_selects_on_validation_and_resumes(tmp_path):
@@ -202,3 +253,9 @@ def test_tune_kip_selects_on_validation_and_resumes(tmp_path):
     assert len(f.readlines()) == 2
   proc = _run(tune, *args[:-2], '--grid=[{"learning_rate": 1}]', f"--out={out}", check=False)
   assert proc.returncode == 1 and "learning_rate" in proc.stderr
+  assert tune_summary_ok(out)
+
+
+def tune_summary_ok(out):
+  proc = _run(os.path.join(ROOT, "experiments", "tune_kip.py"), f"--summarize={out}")
+  return "| settings" in proc.stdout and "digits, 2 images per class" in proc.stdout

@@ -37,6 +37,7 @@ the 'ntk'-parameterised NTK do not depend on `width`; the 'standard' NTK does).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Callable, Optional, Union
 
@@ -70,8 +71,9 @@ def _nngp_features(spec: ArchSpec, params: finite.Params, x: jax.Array) -> jax.A
 
 def _ntk_features(spec: ArchSpec, params: finite.Params, x: jax.Array) -> jax.Array:
   """`(n, P)`: per-example gradients of the scalar output of one network."""
-  jac = jax.jacrev(lambda p: finite.apply(spec, p, x)[:, 0])(params)
-  leaves = jax.tree_util.tree_leaves(jac)
+  output = lambda p, example: finite.apply(spec, p, example[None])[0, 0]
+  grads = jax.vmap(jax.grad(output), in_axes=(None, 0))(params, x)  # one backward per example
+  leaves = jax.tree_util.tree_leaves(grads)
   return jnp.concatenate([leaf.reshape(x.shape[0], -1) for leaf in leaves], axis=-1)
 
 
@@ -81,6 +83,47 @@ _FEATURES = {"nngp": _nngp_features, "ntk": _ntk_features}
 def _network(spec: ArchSpec, key: jax.Array, x: jax.Array) -> finite.Params:
   """One random network of `spec` (one readout unit) for inputs like `x`."""
   return finite.init_params(spec, key, x.shape[1:], spec.width, 1)
+
+
+def _check_n_models(n_models) -> None:
+  if not (isinstance(n_models, int) and not isinstance(n_models, bool) and n_models >= 1):
+    raise ValueError(f"n_models must be a positive integer, got {n_models!r}")
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "n_models", "kind"))
+def _features(key: jax.Array, x: jax.Array, *, spec: ArchSpec, n_models: int,
+              kind: str) -> jax.Array:
+  """`(n, D)` features of `x` (already in the spec's input shape) from M networks."""
+  x = _as_float(x)
+  one_model = _FEATURES[kind]
+  per_model = jax.lax.map(lambda k: one_model(spec, _network(spec, k, x), x),
+                          jax.random.split(key, n_models))  # (M, n, D / M)
+  per_model = jnp.moveaxis(per_model, 0, 1)
+  return per_model.reshape(x.shape[0], -1) / math.sqrt(n_models)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "n_models", "get"))
+def _kernel(key: jax.Array, x1: jax.Array, x2: Optional[jax.Array], *, spec: ArchSpec,
+            n_models: int, get) -> Union[jax.Array, tuple[jax.Array, ...]]:
+  """Mean over M networks of `phi_m(x1) phi_m(x2)^T` (x2=None: x1, features computed once)."""
+  kinds = check_get(get)
+  dtype = jnp.result_type(x1.dtype, x1.dtype if x2 is None else x2.dtype, jnp.float32)
+  x1 = x1.astype(dtype)
+  x2 = None if x2 is None else x2.astype(dtype)
+  hi = jax.lax.Precision.HIGHEST
+
+  def one(k):
+    params = _network(spec, k, x1)
+    out = []
+    for kind in kinds:
+      f1 = _FEATURES[kind](spec, params, x1)
+      f2 = f1 if x2 is None else _FEATURES[kind](spec, params, x2)
+      out.append(jnp.matmul(f1, f2.T, precision=hi))
+    return tuple(out)
+
+  sums = jax.lax.map(one, jax.random.split(key, n_models))  # each (M, n1, n2)
+  means = tuple(s.mean(axis=0) for s in sums)
+  return means if isinstance(get, tuple) else means[0]
 
 
 def random_feature_fn(spec: Union[str, ArchSpec], n_models: int, width: Optional[int] = None,
@@ -95,26 +138,21 @@ def random_feature_fn(spec: Union[str, ArchSpec], n_models: int, width: Optional
       module docstring.
 
   Returns:
-    A pure, jitted `features(key, x)`: `key` draws the M networks (the same key
-    gives the same networks), `x` is `(n, d)` or `(n, H, W, C)` (flattened for
-    FC specs). Returns `(n, D)`, with `features(key, x1) @ features(key, x2).T`
-    the random-feature kernel; `D = M (F + [b_std > 0])` for 'nngp' (F the
-    readout fan-in) and `M P` for 'ntk' (P parameters per network).
+    A pure, jit-compiled `features(key, x)`: `key` draws the M networks (the
+    same key gives the same networks), `x` is `(n, d)` or `(n, H, W, C)`
+    (flattened for FC specs). Returns `(n, D)`, with
+    `features(key, x1) @ features(key, x2).T` the random-feature kernel;
+    `D = M (F + [b_std > 0])` for 'nngp' (F the readout fan-in) and `M P` for
+    'ntk' (P parameters per network).
   """
   spec = _with_width(spec, width)
   check_choice("random feature kind", get, FEATURE_KINDS)
-  if not (isinstance(n_models, int) and n_models >= 1):
-    raise ValueError(f"n_models must be a positive integer, got {n_models!r}")
-  one_model = _FEATURES[get]
+  _check_n_models(n_models)
 
   def features(key: jax.Array, x: jax.Array) -> jax.Array:
-    x = _as_float(prepare_inputs(spec, x))
-    per_model = jax.lax.map(lambda k: one_model(spec, _network(spec, k, x), x),
-                            jax.random.split(key, n_models))  # (M, n, D / M)
-    per_model = jnp.moveaxis(per_model, 0, 1)
-    return per_model.reshape(x.shape[0], -1) / math.sqrt(n_models)
+    return _features(key, prepare_inputs(spec, x), spec=spec, n_models=n_models, kind=get)
 
-  return jax.jit(features)
+  return features
 
 
 def make_random_kernel_fn(spec: Union[str, ArchSpec], n_models: int,
@@ -125,10 +163,11 @@ def make_random_kernel_fn(spec: Union[str, ArchSpec], n_models: int,
   Same signature and conventions as `make_kernel_fn(...)`'s result (KRR, KIP,
   Label Solve, `kernel_matrix`): `get` is 'nngp', 'ntk' or a tuple of them. The
   networks are fixed by `key`, so every call (and both arguments) sees the same
-  networks, as a kernel must; draw a new key to resample them (RFAD resamples
-  every step). Entries are `sum_m phi_m(x1) . phi_m(x2) / M`, computed one
-  network at a time (memory: one network's features of `x1` and `x2`); when
-  `x2` is None (or the same array as `x1`) the features are computed once.
+  networks, as a kernel must; make a new one with another key to resample them
+  (RFAD resamples every step; kernels that differ only in `key` share one
+  compiled program). Entries are `sum_m phi_m(x1) . phi_m(x2) / M`, computed one
+  network at a time (memory: one network's features of `x1` and `x2`); when `x2`
+  is None (or the same array as `x1`) the features are computed once.
 
   Args:
     spec: an `ArchSpec` or spec string.
@@ -142,34 +181,11 @@ def make_random_kernel_fn(spec: Union[str, ArchSpec], n_models: int,
     returning `(n1, n2)` arrays; `kernel_fn.backend` is 'random_features'.
   """
   spec = _with_width(spec, width)
-  if not (isinstance(n_models, int) and n_models >= 1):
-    raise ValueError(f"n_models must be a positive integer, got {n_models!r}")
+  _check_n_models(n_models)
   key = jax.random.PRNGKey(0) if key is None else key
-  hi = jax.lax.Precision.HIGHEST
-
-  def compute(x1, x2, get):
-    kinds = check_get(get)
-    dtype = jnp.result_type(x1.dtype, x1.dtype if x2 is None else x2.dtype, jnp.float32)
-    x1 = x1.astype(dtype)
-    x2 = None if x2 is None else x2.astype(dtype)
-
-    def one(k):
-      params = _network(spec, k, x1)
-      out = []
-      for kind in kinds:
-        f1 = _FEATURES[kind](spec, params, x1)
-        f2 = f1 if x2 is None else _FEATURES[kind](spec, params, x2)
-        out.append(jnp.matmul(f1, f2.T, precision=hi))
-      return tuple(out)
-
-    sums = jax.lax.map(one, jax.random.split(key, n_models))
-    means = tuple(s.mean(axis=0) for s in sums)
-    return means if isinstance(get, tuple) else means[0]
-
-  compute = jax.jit(compute, static_argnames="get")
 
   def base(x1, x2, get):
-    return compute(x1, None if x2 is x1 else x2, get)
+    return _kernel(key, x1, None if x2 is x1 else x2, spec=spec, n_models=n_models, get=get)
 
   kernel_fn = wrap_kernel_fn(spec, base, "random_features")
   kernel_fn.n_models = n_models

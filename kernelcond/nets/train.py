@@ -208,6 +208,9 @@ class TrainState:
     schedule: schedule kind (static).
     loss: loss name (static).
     augment: augmentation strategy or 'none' (static).
+    mixup: whether mixup is on (static; its alpha is `hparams['mixup_alpha']`,
+      so runs with different alphas > 0 share a compilation while runs without
+      mixup do not compile its Beta sampler).
   """
 
   step: Any
@@ -222,6 +225,7 @@ class TrainState:
   schedule: str = struct.field(pytree_node=False, default="constant")
   loss: str = struct.field(pytree_node=False, default="xent")
   augment: str = struct.field(pytree_node=False, default="none")
+  mixup: bool = struct.field(pytree_node=False, default=False)
 
   @property
   def apply_fn(self) -> Callable:
@@ -287,7 +291,7 @@ def create_train_state(config: TrainConfig, input_shape, num_classes: int,
                     init_params=jax.tree_util.tree_map(jnp.copy, params)
                     if config.centre_output else {},
                     model=model, optimizer=config.optimizer, schedule=config.schedule,
-                    loss=loss, augment=config.augment)
+                    loss=loss, augment=config.augment, mixup=config.mixup_alpha > 0)
 
 
 def _outputs(state: TrainState, params, x, train: bool):
@@ -314,7 +318,8 @@ def _train_step(state: TrainState, batch: Mapping[str, Any]):
   if state.loss == "soft_xent":
     t = losses.distribution(t)
   t = losses.smooth_labels(t, state.hparams["label_smoothing"])
-  x, t, _ = losses.mixup(key_mixup, x, t, state.hparams["mixup_alpha"])
+  if state.mixup:
+    x, t, _ = losses.mixup(key_mixup, x, t, state.hparams["mixup_alpha"])
 
   def loss_fn(params):
     logits, batch_stats = _outputs(state, params, x, train=True)
@@ -333,7 +338,7 @@ train_step.__doc__ = """One optimisation step (jitted, pure).
 
 The batch is augmented (`state.augment`), its targets made float (one-hot for
 labels; a distribution for 'soft_xent'), smoothed and mixed up (both no-ops at
-0), then one gradient step is taken on the mean loss.
+0; mixup only when `state.mixup`), then one gradient step is taken on the mean loss.
 
 Args:
   state: a `TrainState`.

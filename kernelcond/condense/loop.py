@@ -135,7 +135,8 @@ def run(condenser: base.Condenser, data: base.Data, state: Any, *, steps: int,
 
   Returns:
     `(state, stats)`; `stats` has `resumed_from_step`, `steps`, `final`
-    (the last logged record), `last_eval` and `seconds_per_step`.
+    (the last logged record), `last_eval`, `seconds_per_step` and `records`
+    (every step's record, earlier sessions' included).
 
   Raises:
     FloatingPointError: a non-finite metric (state of the last chunk kept).
@@ -197,7 +198,7 @@ def run(condenser: base.Condenser, data: base.Data, state: Any, *, steps: int,
     if log:
       log.close()
   stats.update(steps=step, final=records[-1] if records else None,
-               seconds_per_step=seconds_per_step(records))
+               seconds_per_step=seconds_per_step(records), records=records)
   if stats["last_eval"] is None and evaluate is not None:  # a finished run re-opened
     stats["last_eval"] = {k[len("eval/"):]: v for k, v in (records[-1] if records else {}).items()
                           if k.startswith("eval/")} or None

@@ -1,15 +1,26 @@
-r"""Kernel-matrix throughput (entries/s) per spec and backend, against the matmul rate.
+r"""Kernel-matrix throughput per spec and backend, against the matmul rate and random features.
 
     python benchmarks/kernels.py                       # FC and ConvNet, both backends
-    python benchmarks/kernels.py --specs=fc3 --sizes=1000x5000
+    python benchmarks/kernels.py --specs=fc3 --fc_sizes=1000x5000
+    python benchmarks/kernels.py --backends=native --specs=conv3 --conv_sizes=16x16,32x32 \
+        --random_features=8x128,8x256 --get=nngp      # exact vs random-feature conv3
 
 For each spec, size and backend (neural-tangents `nt` where it imports, and
 `native`), times `kernels.kernel_matrix` (jit-compiled, first call excluded) and
-prints entries/s, an estimate of the useful FLOPs and the ratio of the achieved
-FLOP rate to the float32 matmul rate measured in the same run, and the
-native/nt speed ratio.
+prints seconds, microseconds per kernel entry, an estimate of the useful FLOPs
+and the ratio of the achieved FLOP rate to the float32 matmul rate measured in
+the same run, and a speed-up: for `native` rows nt seconds / native seconds.
 
-FLOP model (a lower bound on the work any implementation must do):
+For the specs in `--rf_specs` (default conv3), each `--random_features` entry
+`MxW` adds a row `rfMxW`: the random-feature kernel of M random networks of
+width W (`kernels.make_random_kernel_fn`, RFAD arXiv:2210.12067) on the same
+inputs, timed the same way; its speed-up is native seconds / its seconds, and
+`rel.err` is its relative Frobenius distance to the native kernel matrix. Its
+cost is one forward (NNGP) or per-example backward (NTK) pass per input and
+network plus an `(n1, D) @ (D, n2)` product, so its time per entry falls as the
+sizes grow; the exact pooled kernel costs O((HW)^2) per entry.
+
+FLOP model of the exact kernels (a lower bound on the work any implementation must do):
   FC, depth L:   2*n1*n2*d for the input Gram matrix plus ~20*L*n1*n2 for the
                  layer recursion (arc-cosine / erf closed forms, NTK update).
   Conv, depth L, HxW images, C channels, pooling halving H and W per block:
@@ -39,6 +50,10 @@ flags.DEFINE_list("backends", ["nt", "native"], "Backends to compare (skipped if
 flags.DEFINE_string("get", "ntk", "nngp or ntk (the NTK also computes the NNGP).")
 flags.DEFINE_integer("repeats", 3, "Timed repetitions (best is reported).")
 flags.DEFINE_integer("batch_size", 1000, "kernel_matrix block size.")
+flags.DEFINE_list("random_features", ["8x128", "8x256"],
+                  "MxW: random-feature kernels of M networks of width W, timed for --rf_specs.")
+flags.DEFINE_list("rf_specs", ["conv3"], "Specs that get random-feature rows.")
+flags.DEFINE_integer("rf_seed", 0, "PRNG seed of the random networks.")
 
 
 def flops(spec: kernels.ArchSpec, n1: int, n2: int, shape) -> float:
@@ -54,40 +69,54 @@ def flops(spec: kernels.ArchSpec, n1: int, n2: int, shape) -> float:
   return n1 * n2 * total
 
 
+def _rel_frobenius(estimate: np.ndarray, exact: np.ndarray) -> float:
+  exact = np.asarray(exact, np.float64)
+  return float(np.linalg.norm(np.asarray(estimate, np.float64) - exact) / np.linalg.norm(exact))
+
+
 def main(argv):
   del argv
   rate = _timing.matmul_rate()
   print(f"devices: {jax.device_count()} x {jax.devices()[0].platform}, jax {jax.__version__}; "
-        f"float32 matmul rate: {rate / 1e9:.1f} GFLOP/s")
+        f"float32 matmul rate: {rate / 1e9:.1f} GFLOP/s; get={FLAGS.get}")
   backends = [b for b in FLAGS.backends
               if b != "nt" or kernels.neural_tangents_available()]
-  header = (f"{'spec':<8}{'n1 x n2':>12}{'backend':>9}{'seconds':>10}{'entries/s':>12}"
-            f"{'GFLOP/s':>9}{'/matmul':>9}{'native/nt':>10}")
+  header = (f"{'spec':<8}{'n1 x n2':>12}{'backend':>10}{'seconds':>10}{'us/entry':>11}"
+            f"{'GFLOP/s':>9}{'/matmul':>9}{'speed-up':>10}{'rel.err':>9}")
   print(header)
   print("-" * len(header))
   shape = (28, 28, 1)
   rng = np.random.default_rng(0)
+  key = jax.random.PRNGKey(FLAGS.rf_seed)
   for name in FLAGS.specs:
     spec = kernels.get_spec(name)
     sizes = FLAGS.fc_sizes if spec.family == "fc" else FLAGS.conv_sizes
+    rf_configs = FLAGS.random_features if name in FLAGS.rf_specs else []
     for size in sizes:
       n1, n2 = (int(v) for v in size.split("x"))
       x1 = rng.standard_normal((n1,) + shape).astype(np.float32)
       x2 = rng.standard_normal((n2,) + shape).astype(np.float32)
-      seconds = {}
-      for backend in backends:
-        kernel_fn = kernels.make_kernel_fn(spec, backend)
+      seconds, results = {}, {}
+      runs = [(b, kernels.make_kernel_fn(spec, b)) for b in backends]
+      for config in rf_configs:
+        n_models, width = (int(v) for v in config.split("x"))
+        runs.append((f"rf{config}", kernels.make_random_kernel_fn(spec, n_models, width, key)))
+      for label, kernel_fn in runs:
         run = lambda: kernels.kernel_matrix(kernel_fn, x1, x2, FLAGS.get, FLAGS.batch_size)
-        run()  # compile
-        seconds[backend] = min(_timing.timed(run) for _ in range(FLAGS.repeats))
-        achieved = flops(spec, n1, n2, shape) / seconds[backend]
-        ratio = (f"{seconds['nt'] / seconds['native']:>10.2f}"
-                 if backend == "native" and "nt" in seconds else f"{'':>10}")
-        print(f"{name:<8}{size:>12}{backend:>9}{seconds[backend]:>10.4f}"
-              f"{n1 * n2 / seconds[backend]:>12.3g}{achieved / 1e9:>9.2f}"
-              f"{achieved / rate:>9.3f}{ratio}")
-      sys.stdout.flush()
-  print("native/nt > 1 means the native backend is faster.")
+        results[label] = run()  # compile
+        seconds[label] = min(_timing.timed(run) for _ in range(FLAGS.repeats))
+        exact = label in ("nt", "native")
+        achieved = flops(spec, n1, n2, shape) / seconds[label] if exact else None
+        gflops = f"{achieved / 1e9:>9.2f}{achieved / rate:>9.3f}" if exact else f"{'-':>9}{'-':>9}"
+        reference = "nt" if label == "native" else ("native" if not exact else None)
+        speedup = (f"{seconds[reference] / seconds[label]:>10.2f}"
+                   if reference in seconds and label != reference else f"{'':>10}")
+        error = (f"{_rel_frobenius(results[label], results['native']):>9.3g}"
+                 if not exact and "native" in results else f"{'':>9}")
+        print(f"{name:<8}{size:>12}{label:>10}{seconds[label]:>10.4f}"
+              f"{seconds[label] / (n1 * n2) * 1e6:>11.1f}{gflops}{speedup}{error}")
+        sys.stdout.flush()
+  print("speed-up: native rows nt/native seconds; rf rows native/rf seconds (> 1: faster).")
 
 
 if __name__ == "__main__":

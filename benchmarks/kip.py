@@ -4,7 +4,7 @@ r"""Seconds per KIP step for FC kernels on Fashion-MNIST, against the matmul rat
     python benchmarks/kip.py --specs=fc1,fc3 --supports=100 --target_batch=5000
 
 For each spec, support size and backend (neural-tangents `nt` where it imports,
-and `native`), times `kip.make_step` (jit-compiled; compilation excluded; the
+and `native`), times the KIP step `kip.make_update` (jit-compiled; compilation excluded; the
 median of `--repeats` steps on one device) on a target batch of real
 Fashion-MNIST images (784 features; `--synthetic` uses Gaussian inputs instead).
 Where neural-tangents imports, the row `nt-plain` times the direct reference loop:
@@ -130,7 +130,8 @@ def main(argv):
   print(header)
   print("-" * len(header))
   x_t, y_t = jnp.asarray(x_pool[:n_t]), jnp.asarray(y_pool[:n_t])
-  config = kip.KipConfig(kernel=FLAGS.kernel_type, target_batch=n_t)
+  config = kip.KipConfig(kernel_type=FLAGS.kernel_type, target_batch=n_t,
+                         lr_schedule="constant")
   for name in FLAGS.specs:
     spec = kernels.get_spec(name)
     if spec.family != "fc":
@@ -143,9 +144,10 @@ def main(argv):
         kernel_fn = kernels.make_kernel_fn(spec, backend)
         opt = kip.make_optimizer(config)
         state = kip.init_state(x_s, y_s, opt)
-        step = kip.make_step(kernel_fn, config, opt, n_devices=1)
+        step = jax.jit(kip.make_update(kernel_fn, config, opt, n_devices=1))
+        key = jax.random.PRNGKey(0)
         rows.append((backend, _median_time(
-            lambda: jax.block_until_ready(step(state, x_t, y_t)), FLAGS.repeats)))
+            lambda: jax.block_until_ready(step(state, (x_t, y_t), key)), FLAGS.repeats)))
       if plain:
         step, opt = _plain_nt_step(spec, config.reg, config.lr)
         params = {"x": jnp.asarray(x_s), "y": jnp.asarray(y_s)}

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernelcond.prune import scores
+from kernelcond.nets import losses
 from kernelcond.nets import train
 
 FLAGS = flags.FLAGS
@@ -77,7 +78,7 @@ def _fwd_bwd_fn(state: train.TrainState, x: np.ndarray, y: np.ndarray, batch_siz
   def grad_chunk(st, xb, yb):
     def loss(params):
       logits = st.apply_fn(st.variables(params), xb, train=False)
-      return jnp.mean(train.per_example_loss(logits, yb, st.loss))
+      return jnp.mean(losses.per_example_loss(logits, yb, st.loss))
     return jax.grad(loss)(st.params)
 
   chunks = [(x[a:a + batch_size], y[a:a + batch_size]) for a in range(0, len(x), batch_size)]

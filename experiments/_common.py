@@ -42,26 +42,40 @@ def define_data_flags(default_dataset: str = "digits") -> None:
                      "(0 = off; KIP on conv kernels uses about 0.1).")
 
 
+_TRAIN_FLAGS = ("model", "batch_size", "lr", "momentum", "weight_decay", "schedule", "optimizer",
+                "label_smoothing", "mixup_alpha", "augment")
+
+
 def define_train_flags() -> None:
-  """Defines the finite-network training flags shared by score.py and prune.py."""
-  flags.DEFINE_string("model", "convnet", "mlp, convnet or resnet18.")
+  """Defines the finite-network training flags shared by score.py and prune.py.
+
+  Every flag defaults to None: an unset flag takes `kernelcond.nets.train.TrainConfig`'s
+  default, so each default lives in one place.
+  """
+  flags.DEFINE_string("model", None, "mlp, convnet, resnet18 or spec_net (default convnet).")
   flags.DEFINE_string("model_kwargs", "", "Model attributes, e.g. 'width=32,depth=3,norm=batch' "
                       "or 'widths=256:256' for the MLP.")
-  flags.DEFINE_integer("batch_size", 128, "Training batch size.")
-  flags.DEFINE_float("lr", 0.05, "Peak SGD learning rate.")
-  flags.DEFINE_float("weight_decay", 5e-4, "Weight decay.")
-  flags.DEFINE_enum("schedule", "cosine", ["cosine", "step", "constant"],
-                    "Learning-rate schedule.")
+  flags.DEFINE_integer("batch_size", None, "Training batch size (default 128).")
+  flags.DEFINE_float("lr", None, "Peak learning rate (default 0.05).")
+  flags.DEFINE_float("momentum", None, "SGD heavy-ball momentum (default 0.9).")
+  flags.DEFINE_float("weight_decay", None, "Weight decay (default 5e-4).")
+  flags.DEFINE_string("schedule", None, "Learning-rate schedule: cosine (default), step, "
+                      "step_half or constant.")
+  flags.DEFINE_string("optimizer", None, "sgd (default) or adam.")
+  flags.DEFINE_float("label_smoothing", None, "Label smoothing weight (default 0: off).")
+  flags.DEFINE_float("mixup_alpha", None, "Mixup Beta(alpha, alpha) parameter (default 0: off).")
+  flags.DEFINE_string("augment", None, "DSA augmentation strategy, e.g. "
+                      "'color_crop_cutout_flip_scale_rotate' (default none).")
 
 
 def train_config_from_flags(**fields):
-  """A `train.TrainConfig` from the training flags; `fields` sets the rest (epochs, seed)."""
+  """A `train.TrainConfig` from the training flags that are set; `fields` sets the rest
+  (epochs, seed)."""
   from kernelcond.nets import train
 
-  return train.TrainConfig(model=FLAGS.model,
-                           model_kwargs=train.parse_model_kwargs(FLAGS.model_kwargs),
-                           batch_size=FLAGS.batch_size, lr=FLAGS.lr,
-                           weight_decay=FLAGS.weight_decay, schedule=FLAGS.schedule, **fields)
+  given = {name: FLAGS[name].value for name in _TRAIN_FLAGS if FLAGS[name].value is not None}
+  return train.TrainConfig(model_kwargs=train.parse_model_kwargs(FLAGS.model_kwargs),
+                           **given, **fields)
 
 
 def define_distributed_flags() -> None:

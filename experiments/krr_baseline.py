@@ -8,9 +8,11 @@ Label Solve are compared against (Nguyen et al., arXiv:2011.00050, Table 1).
     python experiments/krr_baseline.py --dataset=fashion_mnist --kernel=fc3 --ipc=10 \
         --workdir=runs/krr_fmnist_fc3
 
-Writes `--workdir/results.json` (config; per ipc: `test_accuracy` per seed,
-`test_accuracy_mean`, `test_accuracy_std`; wall time; library versions), after
-every finished (ipc, seed) cell, so a re-run of a killed job skips finished cells.
+Writes `--workdir/results.json` in the shared results schema
+(`kernelcond.experiment.results_record`): one evaluation per (ipc, seed), named
+`ipc<k>/seed<s>`, the output of `kernelcond.evaluate.evaluate_support` (KRR only)
+plus `subset: {ipc, seed}`. It is rewritten after every finished cell, so a re-run
+of a killed job skips finished cells.
 """
 
 import os
@@ -20,16 +22,17 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
-import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402  (experiments/ helpers: data, distributed and version flags)
 
+from kernelcond import evaluate  # noqa: E402
+from kernelcond import experiment  # noqa: E402
 from kernelcond import io  # noqa: E402
 from kernelcond import kernels  # noqa: E402
-from kernelcond import krr  # noqa: E402
 from kernelcond import preprocess  # noqa: E402
+from kernelcond import report  # noqa: E402
 
 FLAGS = flags.FLAGS
 _common.define_data_flags()
@@ -45,14 +48,14 @@ flags.DEFINE_string("workdir", None, "Output directory (created; an existing one
 flags.mark_flag_as_required("workdir")
 
 
-def run_cell(kernel_fn, data, ipc: int, seed: int) -> float:
-  """KRR test accuracy of one class-balanced random subset."""
+def run_cell(config, data, ipc: int, seed: int) -> dict:
+  """The evaluation (`evaluate_support`, KRR only) of one class-balanced random subset."""
   idx = preprocess.class_balanced_indices(data.y_train, ipc, seed, data.num_classes)
-  x_support = data.x_train[idx]
-  y_support = preprocess.one_hot(data.y_train[idx], data.num_classes)
-  scores = krr.evaluate(kernel_fn, x_support, y_support, data.x_test, data.y_test,
-                        reg=FLAGS.reg, get=FLAGS.kernel_type, batch_size=FLAGS.batch_size)
-  return scores["accuracy"]
+  labels = data.y_train[idx]
+  result = evaluate.evaluate_support(
+      config, data.x_train[idx], preprocess.one_hot(labels, data.num_classes), data.x_test,
+      data.y_test, num_classes=data.num_classes, labels=labels)
+  return {**result, "subset": {"ipc": ipc, "seed": seed}}
 
 
 def main(argv):
@@ -77,39 +80,36 @@ def run():
   for ipc in ipcs:  # fail before touching the workdir on a budget a class cannot meet
     preprocess.class_balanced_indices(data.y_train, ipc, 0, data.num_classes)
   io.check_run_config(FLAGS.workdir, config)
-  kernel_fn = kernels.make_kernel_fn(spec, backend)
+  eval_config = evaluate.EvalConfig(kernel=FLAGS.kernel, kernel_backend=backend,
+                                    kernel_type=FLAGS.kernel_type, reg=FLAGS.reg, protocols=(),
+                                    block_size=FLAGS.batch_size)
 
   path = os.path.join(FLAGS.workdir, "results.json")
-  results = io.load_json(path) if os.path.exists(path) else {"results": {}}
-  elapsed_before = results.get("wall_time_s", 0.0)
+  previous = report.load_record(path) if os.path.exists(path) else {}
+  evaluations = dict(previous.get("evaluations") or {})
+  elapsed_before = (previous.get("run") or {}).get("wall_time_s") or 0.0
   for ipc in ipcs:
-    cell = results["results"].setdefault(str(ipc), {"seeds": [], "test_accuracy": []})
     for seed in seeds:
-      if seed in cell["seeds"]:
+      name = f"ipc{ipc}/seed{seed}"
+      if name in evaluations:
         logging.info("ipc=%d seed=%d already done: %.4f", ipc, seed,
-                     cell["test_accuracy"][cell["seeds"].index(seed)])
+                     evaluations[name]["krr"]["accuracy"])
         continue
-      t0 = time.time()
-      acc = run_cell(kernel_fn, data, ipc, seed)
-      logging.info("ipc=%d seed=%d test_accuracy=%.4f (%.1fs)", ipc, seed, acc, time.time() - t0)
-      cell["seeds"].append(seed)
-      cell["test_accuracy"].append(acc)
-      cell["test_accuracy_mean"] = float(np.mean(cell["test_accuracy"]))
-      cell["test_accuracy_std"] = float(np.std(cell["test_accuracy"]))
-      results.update(config=config, dataset=data.name, n_test=len(data.y_test),
-                     devices=jax.local_device_count(),
-                     wall_time_s=elapsed_before + time.time() - start,
-                     versions=_common.versions())
-      io.save_json(path, results)
+      evaluations[name] = run_cell(eval_config, data, ipc, seed)
+      logging.info("ipc=%d seed=%d test_accuracy=%.4f (%.1fs)", ipc, seed,
+                   evaluations[name]["krr"]["accuracy"], evaluations[name]["seconds"])
+      run = {"wall_time_s": elapsed_before + time.time() - start, "n_test": len(data.y_test)}
+      io.save_json(path, experiment.results_record("krr_baseline", config, data, evaluations,
+                                                   run))
 
   print(f"\nKRR on natural class-balanced subsets: {data.name}, {FLAGS.kernel} "
         f"{FLAGS.kernel_type.upper()} ({backend} backend), reg={FLAGS.reg}, "
         f"test set of {len(data.y_test)}")
   print(f"{'ipc':>5} {'support':>8} {'mean acc':>9} {'std':>7}  seeds")
   for ipc in ipcs:
-    cell = results["results"][str(ipc)]
-    print(f"{ipc:>5} {ipc * data.num_classes:>8} {cell['test_accuracy_mean']:>9.4f} "
-          f"{cell['test_accuracy_std']:>7.4f}  {len(cell['seeds'])}")
+    accs = [e["krr"]["accuracy"] for e in evaluations.values() if e["subset"]["ipc"] == ipc]
+    print(f"{ipc:>5} {ipc * data.num_classes:>8} {np.mean(accs):>9.4f} {np.std(accs):>7.4f}  "
+          f"{len(accs)}")
   print(f"results: {path}")
 
 

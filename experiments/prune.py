@@ -33,6 +33,7 @@ versions; per-cell checkpoints under `checkpoints/` (a killed cell resumes); and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -155,7 +156,7 @@ def _select(method, fraction, seed, data, score_values, features):
   return select.select(method, fraction, labels=data.y_train, features=features, seed=seed)
 
 
-def _plot(results, methods, fractions, path):
+def _plot(results, methods, fractions, path, model):
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -177,7 +178,7 @@ def _plot(results, methods, fractions, path):
   ax.invert_xaxis()
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
-  ax.set_title(f"{FLAGS.dataset}: {FLAGS.model}, budget={FLAGS.budget}", fontsize=9)
+  ax.set_title(f"{FLAGS.dataset}: {model}, budget={FLAGS.budget}", fontsize=9)
   fig.tight_layout()
   tmp = path + ".tmp"
   fig.savefig(tmp, format="png", dpi=90)
@@ -255,7 +256,7 @@ def main(argv):
           t0 = time.time()
           idx = _select(method, fraction, seed, data, score_values, features)
           steps = full_steps if FLAGS.budget == "steps" else None
-          cell_config = train.TrainConfig(**{**config.to_dict(), "steps": steps, "seed": seed})
+          cell_config = dataclasses.replace(config, steps=steps, seed=seed)
           ckpt = os.path.join(FLAGS.workdir, "checkpoints", f"{method}_{key}_seed{seed}")
           _, metrics = train.train_and_evaluate(
               cell_config, data.x_train[idx], data.y_train[idx], data.x_test, data.y_test,
@@ -274,9 +275,9 @@ def main(argv):
           save()
     save()
     png = os.path.join(FLAGS.workdir, "accuracy_vs_fraction.png")
-    _plot(cells, methods, fractions, png)
+    _plot(cells, methods, fractions, png, config.model)
 
-  print(f"\nTest accuracy (mean ± std over seeds {seeds}) of {FLAGS.model} on {data.name}, "
+  print(f"\nTest accuracy (mean ± std over seeds {seeds}) of {config.model} on {data.name}, "
         f"budget={FLAGS.budget} ({full_steps} steps for the full set)")
   _print_table(cells, methods, fractions)
   print(f"results: {path}\nplot: {png}")

@@ -21,19 +21,26 @@ def test_results_resume_and_bad_ipc(tmp_path):
   out = _run("--ipc=1,5", "--seeds=0,1", f"--workdir={workdir}")
   assert out.returncode == 0, out.stderr[-2000:]
   results = json.load(open(os.path.join(workdir, "results.json")))
-  assert set(results["results"]) == {"1", "5"}
-  for cell in results["results"].values():
-    assert cell["seeds"] == [0, 1] and len(cell["test_accuracy"]) == 2
-    assert cell["test_accuracy_mean"] == np.mean(cell["test_accuracy"])
-    assert 0.1 < cell["test_accuracy_mean"] <= 1.0
+  assert results["schema"] == 2 and results["experiment"] == "krr_baseline"
+  evaluations = results["evaluations"]
+  assert sorted(evaluations) == ["ipc1/seed0", "ipc1/seed1", "ipc5/seed0", "ipc5/seed1"]
+  mean = {}
+  for name, ev in evaluations.items():
+    ipc, seed = ev["subset"]["ipc"], ev["subset"]["seed"]
+    assert name == f"ipc{ipc}/seed{seed}" and ev["support_size"] == 10 * ipc
+    assert ev["label_kind"] == "hard" and ev["networks"] == {}
+    assert ev["krr"]["kernel"] == "fc3" and 0.1 < ev["krr"]["accuracy"] <= 1.0
+    mean.setdefault(ipc, []).append(ev["krr"]["accuracy"])
   # More data per class helps a KRR classifier on digits.
-  assert results["results"]["5"]["test_accuracy_mean"] > results["results"]["1"]["test_accuracy_mean"]
-  assert results["versions"]["jax"] and results["config"]["kernel_backend"] in ("nt", "native")
+  assert np.mean(mean[5]) > np.mean(mean[1])
+  assert results["environment"]["versions"]["jax"]
+  assert results["config"]["kernel_backend"] in ("nt", "native")
+  assert results["run"]["wall_time_s"] > 0 and results["dataset"]["name"] == "digits"
 
   again = _run("--ipc=1,5", "--seeds=0,1", f"--workdir={workdir}")
   assert again.returncode == 0
   assert "already done" in again.stderr
-  assert json.load(open(os.path.join(workdir, "results.json")))["results"] == results["results"]
+  assert json.load(open(os.path.join(workdir, "results.json")))["evaluations"] == evaluations
 
   other = _run("--ipc=1,5", "--seeds=0,1", "--reg=0.1", f"--workdir={workdir}")
   assert other.returncode != 0 and "another configuration" in other.stderr

@@ -182,19 +182,6 @@ def test_non_finite_loss_and_bad_inputs_raise():
     train.train_and_evaluate(config, bad, y)
 
 
-def test_rescale_targets_keeps_argmax_and_sets_one_hot_rms():
-  rng = np.random.default_rng(0)
-  y = 25.0 * rng.standard_normal((30, 10)).astype(np.float32)
-  scaled = train.rescale_targets(y)
-  np.testing.assert_array_equal(scaled.argmax(1), y.argmax(1))
-  np.testing.assert_allclose(np.sqrt(np.mean(scaled ** 2)), np.sqrt(9) / 10, rtol=1e-5)
-  np.testing.assert_allclose(scaled / y, np.full_like(y, scaled[0, 0] / y[0, 0]), rtol=1e-5)
-  with pytest.raises(ValueError, match="RMS"):
-    train.rescale_targets(np.zeros((3, 10)))
-  with pytest.raises(ValueError, match="shape"):
-    train.rescale_targets(np.ones((3,)))
-
-
 def test_adam_option_trains_and_unknown_optimizer_is_named():
   rng = np.random.default_rng(1)
   x = rng.standard_normal((40, 4, 4, 1)).astype(np.float32)

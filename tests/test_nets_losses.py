@@ -82,6 +82,11 @@ def test_target_helpers():
   scaled = losses.rescale_targets(y)
   np.testing.assert_allclose(np.sqrt(np.mean(scaled ** 2)), np.sqrt(9) / 10, rtol=1e-5)
   np.testing.assert_array_equal(scaled.argmax(1), y.argmax(1))
+  np.testing.assert_allclose(scaled / y, np.full_like(y, scaled[0, 0] / y[0, 0]), rtol=1e-5)
+  with pytest.raises(ValueError, match="RMS"):
+    losses.rescale_targets(np.zeros((3, 10)))
+  with pytest.raises(ValueError, match="shape"):
+    losses.rescale_targets(np.ones((3,)))
   logits = jnp.eye(2) * 3  # predicts 0, 1
   np.testing.assert_array_equal(losses.correct(logits, np.array([1, 0])), [0.0, 0.0])
   np.testing.assert_array_equal(losses.correct(logits, np.array([0, 0])), [1.0, 0.0])

@@ -62,6 +62,8 @@ def test_kip_dry_run_lists_every_cell(tmp_path):
       assert "distill.py" in command and f"--method={group}" in command
       assert f"--seed={seed}" in command
       assert ("--steps=7" in command) == (group == "kip")
+      assert "--protocols=mlp" in command and "--net_seeds=0" in command
+      assert "--net_epochs=0" in command and "--transfer" not in command
   assert "12 cell(s), 0 finished, 12 to run" in out
   assert not root.exists()  # a dry run writes nothing
 
@@ -94,8 +96,8 @@ def test_sweep_refuses_bad_flags(tmp_path):
 
 
 TINY_KIP = ["--sweep=kip", "--dataset=digits", "--seeds=0", "--ipc=1", "--kernel=fc2",
-            "--kernel_backend=native", "--target_batch=100", "--transfer_model=none",
-            "--cell_flag=--eval_size=100"]
+            "--kernel_backend=native", "--target_batch=100", "--protocols=",
+            "--cell_flag=--eval_every=1"]
 _SCRIPTS = ("distill.py", "krr_baseline.py")
 
 
@@ -115,7 +117,7 @@ def test_tiny_sweep_runs_then_skips_finished_cells(tmp_path):
     assert (root / name / "results.json").exists()
     assert (root / "logs" / (name.replace("/", "__") + ".log")).exists()
   kip_results = json.loads((root / "kip/ipc1/seed0/results.json").read_text())
-  assert kip_results["steps"] == 2
+  assert kip_results["schema"] == 2 and kip_results["run"]["steps"] == 2
 
   # Re-run: every cell is finished and skipped (no subprocess, the outputs are untouched).
   mtime = os.path.getmtime(root / "kip/ipc1/seed0/results.json")
@@ -267,3 +269,94 @@ def test_report_refuses_missing_or_empty_roots(tmp_path):
   rc, _, err = _run(REPORT, f"--roots={tmp_path / 'empty'}", f"--out={tmp_path / 'r.md'}")
   assert rc == 1 and "No results.json" in err
   assert not (tmp_path / "r.md").exists()
+
+
+# ----------------------------------------------------------------------------
+# kernelcond.report / kernelcond.sweep in process: one reader, the shared schema.
+
+
+def _shared(experiment, config, evaluations, run, dataset="fashion_mnist"):
+  return {"schema": 2, "experiment": experiment, "config": config,
+          "dataset": {"name": dataset, "n_train": 60000, "n_test": 10000},
+          "evaluations": evaluations, "run": run,
+          "environment": {"versions": {"jax": "1.2.3"}, "devices": "1 x cpu"}}
+
+
+def _support_eval(krr_acc, nets=None, **extra):
+  return {"krr": {"accuracy": krr_acc, "kernel": "fc3", "kernel_type": "ntk",
+                  "backend": "native", "reg": 1e-6},
+          "networks": {name: {"mean": sum(a) / len(a), "std": 0.0, "accuracies": a,
+                              "config": {"optimizer": "adam", "lr": 0.01, "epochs": 100},
+                              "loss": "xent"} for name, a in (nets or {}).items()},
+          "support_size": 10, "label_kind": "hard", **extra}
+
+
+def test_load_record_converts_every_legacy_schema(fake_roots, tmp_path):
+  from kernelcond import report
+  kip_root, prune_root = fake_roots
+  r = report.load_record(str(kip_root / "kip/ipc1/seed0/results.json"))
+  assert set(r) == {"schema", "experiment", "config", "dataset", "evaluations", "run",
+                    "environment"}
+  assert r["experiment"] == "distill" and r["dataset"]["name"] == "fashion_mnist"
+  assert r["evaluations"]["distilled"]["krr"]["accuracy"] == 0.71
+  assert r["evaluations"]["distilled"]["networks"]["mlp"]["accuracies"] == [0.50]
+  assert r["evaluations"]["natural"]["krr"]["accuracy"] == 0.5
+  assert r["run"]["seconds_per_step"] == 0.05 and r["environment"]["versions"]["jax"] == "9.9.9"
+  r = report.load_record(str(kip_root / "kip/ipc1/seed1/transfer/results.json"))
+  assert r["experiment"] == "evaluate"
+  assert r["evaluations"]["support"]["networks"]["mlp"]["mean"] == 0.62
+  r = report.load_record(str(kip_root / "natural/ipc10/seed1/results.json"))
+  assert r["evaluations"] == {"ipc10/seed1": {
+      "krr": {"accuracy": 0.74, "kernel": "fc3", "kernel_type": "ntk", "backend": "native",
+              "reg": None}, "networks": {}, "slapknn": None, "support_size": None,
+      "label_kind": "hard", "subset": {"ipc": 10, "seed": 1}}}
+  r = report.load_record(str(prune_root / "prune/random/results.json"))
+  ev = r["evaluations"]["random/0.5"]
+  assert ev["subset"] == {"method": "random", "fraction": 0.5, "n_kept": 1}
+  assert ev["networks"]["convnet"]["seeds"] == [0, 1] and r["run"]["full_steps"] == 4680
+  # A shared-schema record is returned as it is; an unknown one is refused.
+  shared = _shared("evaluate", {}, {"support": _support_eval(0.5)}, {})
+  _write(tmp_path / "new.json", shared)
+  assert report.load_record(str(tmp_path / "new.json")) == shared
+  _write(tmp_path / "bad.json", {"config": {"experiment": "nope"}})
+  with pytest.raises(ValueError, match="unknown results schema"):
+    report.load_record(str(tmp_path / "bad.json"))
+
+
+def test_report_reads_shared_schema_records(tmp_path):
+  from kernelcond import report
+  from kernelcond import sweep
+  root = tmp_path / "new"
+  for seed, (nat, kip, nets) in enumerate(((0.60, 0.70, [0.40, 0.50]), (0.62, 0.74, [0.60]))):
+    config = {"experiment": "distill", "method": "kip", "ipc": 1, "seed": seed, "init": "real",
+              "init_npz": None, "learn_labels": True}
+    _write(root / f"kip/ipc1/seed{seed}/results.json", _shared(
+        "distill", config, {"natural": _support_eval(nat),
+                            "distilled": _support_eval(kip, {"mlp": nets})},
+        {"steps": 10, "seconds_per_step": 0.5, "wall_time_s": 9.0, "kernel_backend": None}))
+  _write(root / "natural/ipc1/seed0/results.json", _shared(
+      "krr_baseline", {"experiment": "krr_baseline"},
+      {"ipc1/seed0": _support_eval(0.66, subset={"ipc": 1, "seed": 0})}, {"wall_time_s": 2.0}))
+  md = report.render([str(root)], str(tmp_path / "r.md"))
+  # natural: the baseline replaces seed 0 of the runs' natural subsets (0.66, 0.62).
+  assert _row(md, "natural")[1:] == ["64.00 ± 2.00 (n=2)"]
+  assert _row(md, "KIP")[1:] == ["72.00 ± 2.00 (n=2)"]
+  kip_net = [line for line in md.splitlines() if line.startswith("| KIP → mlp (adam lr 0.01")]
+  assert kip_net and "52.50 ± 7.50 (n=2)" in kip_net[0]  # per-run means 0.45 and 0.60
+  assert "of the `mlp` protocol" in md and "train_and_evaluate" not in md
+  assert "native" in md and _row(md, "jax")[1] == "1.2.3"
+  # The sweep's finished checks read the same records.
+  assert sweep.distill_finished(str(root / "kip/ipc1/seed0"), "kip", 10, ["mlp"])
+  assert not sweep.distill_finished(str(root / "kip/ipc1/seed0"), "kip", 11, ["mlp"])
+  assert not sweep.distill_finished(str(root / "kip/ipc1/seed0"), "kip", 10, ["mlp", "dc"])
+  assert sweep.baseline_finished(str(root / "natural/ipc1/seed0"), 1, 0)
+  assert not sweep.baseline_finished(str(root / "natural/ipc1/seed0"), 1, 1)
+  assert not sweep.baseline_finished(str(tmp_path / "missing"), 1, 0)
+
+
+def test_prune_finished_reads_legacy_prune_results(fake_roots):
+  from kernelcond import sweep
+  _, prune_root = fake_roots
+  assert sweep.prune_finished(str(prune_root / "prune/full"), "full", [1.0], [0, 1])
+  assert sweep.prune_finished(str(prune_root / "prune/random"), "random", [0.5, 0.3], [0])
+  assert not sweep.prune_finished(str(prune_root / "prune/random"), "random", [0.5, 0.3], [0, 1])

@@ -32,6 +32,10 @@ Jacobians one network at a time instead of materialising all features.
 The networks are `finite.init_params(spec, ...)` at `width`; the kernels
 approximated are those of `dataclasses.replace(spec, width=width)` (the NNGP and
 the 'ntk'-parameterised NTK do not depend on `width`; the 'standard' NTK does).
+
+Not an entry of `BACKENDS`: those compute one exact kernel interchangeably (and
+`auto` may swap them), while this is an estimate with its own `n_models`,
+`width` and `key`, so it has its own constructor, `make_random_kernel_fn`.
 """
 
 from __future__ import annotations

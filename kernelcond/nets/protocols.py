@@ -23,14 +23,18 @@ soft labels, target scaling, augmentation and early stopping. They live in
   steps, and with a validation set (held-out training images) early stopping:
   accuracy checked every 100 steps, patience 500 steps, best parameters kept.
   KIP trains its transfer networks with momentum at a learning rate relative to
-  the NTK's maximal one; here lr = 0.5 x the largest stable learning rate of
+  the NTK's maximal one; here lr = 0.1 x the largest stable learning rate of
   the network's own empirical NTK at initialisation on the (first) batch,
   `2 (1 + momentum) b / lambda_max` (`optim.ntk_max_learning_rate`), which
-  does not depend on width or parameterisation.
+  does not depend on width or parameterisation. (On digits, 10 images per
+  class: fc3 width 512 trains at 0.02-0.5 x the bound alike; conv2 width 128
+  is best at 0.1 and collapses at 0.5.)
 * 'mlp': for FC kernels, the FC `SpecNet` of the spec (default 'fc3', width
   1024), MSE against centred one-hot labels (label scale 1), `f - f0`, Adam
   (arXiv:1412.6980) lr 1e-3 constant, no weight decay, full batch (up to 512),
   up to 2000 steps, early stopping as 'kernel' when a validation set is given.
+  (On digits, 10 images per class, 1000 steps: 0.92 test accuracy for lr
+  1e-4 to 1e-3 with `f - f0`, 0.60-0.70 without it.)
 
 Hard labels (integer `(n,)`) train with the protocol's `hard_loss` and learned
 soft labels (float `(n, c)`) with its `soft_loss`; the loss used is returned.
@@ -193,7 +197,7 @@ PROTOCOLS.register("dsa", dataclasses.replace(_DC, name="dsa", epochs=1000,
                                               augment=DSA_STRATEGY))
 PROTOCOLS.register("kernel", Protocol(
     name="kernel", model="spec_net", spec="conv3", width=1024, epochs=20000, batch_size=512,
-    optimizer="sgd", lr=0.5, lr_rule="ntk_max", momentum=0.9, weight_decay=0.0,
+    optimizer="sgd", lr=0.1, lr_rule="ntk_max", momentum=0.9, weight_decay=0.0,
     schedule="constant", hard_loss="mse", soft_loss="mse", label_scale=8.0,
     centre_output=True, val_every=100, patience=500))
 PROTOCOLS.register("mlp", Protocol(

@@ -42,7 +42,6 @@ from kernelcond import io
 from kernelcond.nets import losses
 from kernelcond.nets import models
 from kernelcond.nets import optim
-from kernelcond.nets.losses import per_example_loss, rescale_targets  # noqa: F401 (public names)
 
 
 def _freeze_kwargs(kwargs: Any) -> tuple:

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernelcond import io
+from kernelcond.nets import losses
 from kernelcond.nets import train
 
 METHODS = ("el2n", "grand", "forgetting")
@@ -95,7 +96,7 @@ def _grand_all(state: train.TrainState, x, y):
   """`(b,)` norms of per-example gradients w.r.t. all parameters (inference mode)."""
   def example_loss(params, xi, label):
     logits = state.apply_fn(state.variables(params), xi[None], train=False)
-    return train.per_example_loss(logits, label[None], state.loss)[0]
+    return losses.per_example_loss(logits, label[None], state.loss)[0]
   grads = jax.vmap(jax.grad(example_loss), in_axes=(None, 0, 0))(state.params, x, y)
   return jnp.sqrt(jax.vmap(_tree_sq_norm)(grads))
 
@@ -105,7 +106,7 @@ def _grand_head(head, features, y, loss: str):
   """`(b,)` norms of per-example gradients w.r.t. the classifier `head` only."""
   def example_loss(head_params, f, label):
     logits = f[None] @ head_params["kernel"] + head_params["bias"]
-    return train.per_example_loss(logits, label[None], loss)[0]
+    return losses.per_example_loss(logits, label[None], loss)[0]
   grads = jax.vmap(jax.grad(example_loss), in_axes=(None, 0, 0))(head, features, y)
   return jnp.sqrt(jax.vmap(_tree_sq_norm)(grads))
 

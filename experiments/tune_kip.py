@@ -9,9 +9,12 @@ held out: the support set is drawn from, and target batches come from, the rest.
 Every grid entry overrides fields of the method's config (`--method`, default
 KIP), `seed` or `zca`, and runs as one `kernelcond.experiment.distill` in
 `<out without .jsonl>/<n>/` (resumable: a killed search resumes). The validation
-accuracy (KRR on the held-out examples) chooses; the test set is read once per
-run, at its end, and plays no part in choosing. Each finished entry appends one
-line to `--out`.
+accuracy (KRR on the held-out examples, or with `--select_by=<protocol>` the
+validation accuracy of finite networks trained on the set under `--protocols`)
+chooses; the test set is read once per run (KRR), at its end, and plays no part in
+choosing. Each finished entry appends one line to `--out` naming its workdir;
+evaluate the chosen set's networks on the test set with `experiments/evaluate.py
+--support=<workdir>/distilled.npz`.
 """
 
 from __future__ import annotations
@@ -44,6 +47,12 @@ flags.DEFINE_integer("eval_points", 4, "Validation evaluations per run (the last
 flags.DEFINE_string("grid", "[{}]", "JSON list of overrides (inline, or a .json path).")
 flags.DEFINE_string("out", None, "JSONL file of results (appended; resumable).")
 flags.DEFINE_list("summarize", [], "Run nothing: print markdown tables of these JSONL files.")
+flags.DEFINE_list("protocols", [], "Also train finite networks (these protocols) on the natural "
+                  "and condensed sets and score them on the validation split.")
+flags.DEFINE_list("net_seeds", ["0"], "Network seeds of --protocols.")
+flags.DEFINE_integer("net_epochs", 0, "Epochs of --protocols' networks (0: the protocol's own).")
+flags.DEFINE_string("select_by", "krr", "What chooses the best entry: 'krr' (validation KRR "
+                    "accuracy) or a protocol of --protocols (its validation accuracy).")
 _flags.define_config_flags(*(condense.METHODS.get(n).config_cls for n in condense.METHODS.names()),
                            labels=condense.METHODS.names())
 flags.adopt_module_key_flags(_common)
@@ -68,6 +77,27 @@ def _entry_config(overrides: dict) -> experiment.DistillConfig:
       data=_common.data_config())
 
 
+def _validation_networks(config, dataset, workdir: str) -> dict:
+  """Validation accuracy of --protocols networks on the natural and the condensed set."""
+  if not FLAGS.protocols:
+    return {}
+  from kernelcond import support
+  parts = experiment.split(config, dataset)
+  ev = dataclasses.replace(config.evaluation, protocols=tuple(FLAGS.protocols),
+                           net_seeds=tuple(int(s) for s in FLAGS.net_seeds),
+                           net_epochs=FLAGS.net_epochs)
+  x_s, y_s, _ = support.load_support(os.path.join(workdir, "distilled.npz"), dataset)
+  sets = {"natural": (parts.x_natural, parts.y_natural, parts.y_natural.argmax(-1)),
+          "distilled": (x_s, y_s, evaluate.hard_labels(y_s, parts.y_natural))}
+  out = {}
+  for name, (x, y, labels) in sets.items():
+    result = evaluate.evaluate_support(ev, x, y, parts.x_val, parts.y_val,
+                                       num_classes=dataset.num_classes, labels=labels)
+    for protocol, r in result["networks"].items():
+      out.setdefault(protocol, {})[name] = r["mean"]
+  return out
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -77,6 +107,8 @@ def main(argv):
   if not FLAGS.out:
     raise app.UsageError("--out is required (or --summarize to only print results)")
   with _common.user_errors():
+    if FLAGS.select_by != "krr" and FLAGS.select_by not in FLAGS.protocols:
+      raise ValueError(f"--select_by={FLAGS.select_by} must be 'krr' or one of --protocols")
     grid = tuning.parse_grid(FLAGS.grid)
     configs = [_entry_config(g) for g in grid]  # every entry validated before any run
     done = tuning.done_entries(FLAGS.out)
@@ -97,12 +129,13 @@ def main(argv):
       try:
         results = experiment.distill(config, datasets[zca], workdir)
         record = tuning.record(entry, results, workdir)
+        record["val_networks"] = _validation_networks(config, datasets[zca], workdir)
       except FloatingPointError as e:
         record = {"config": entry, "val_accuracy": float("-inf"), "error": str(e)}
     tuning.append(FLAGS.out, record)
     shown = {k: entry[k] for k in overrides}
     print(f"[{i + 1}/{len(configs)}] {shown}: " + tuning.record_line(record), flush=True)
-  best = tuning.best(FLAGS.out, dataset=FLAGS.dataset, ipc=FLAGS.ipc)
+  best = tuning.best(FLAGS.out, select_by=FLAGS.select_by, dataset=FLAGS.dataset, ipc=FLAGS.ipc)
   if best:
     print(f"\nbest by validation accuracy: {tuning.record_line(best)}\n  {best['config']}")
 

@@ -24,7 +24,7 @@ import importlib.metadata
 import os
 import platform
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import numpy as np
@@ -136,7 +136,36 @@ def results_record(experiment: str, config: dict, dataset, evaluations: dict, ru
           "environment": environment()}
 
 
-def split_validation(labels, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+class Split(NamedTuple):
+  """The parts of a training set a condensation run reads."""
+  x_train: np.ndarray
+  y_train: np.ndarray
+  labels: np.ndarray
+  x_natural: np.ndarray
+  y_natural: np.ndarray
+  x_val: np.ndarray
+  y_val: np.ndarray
+
+
+def split(config: DistillConfig, dataset) -> Split:
+  """Training pool, the natural subset drawn from it, and the held-out validation examples.
+
+  The validation draw depends on `config.val_size` only (not on the seed), so
+  runs of different seeds and settings are scored on the same examples.
+  """
+  train_idx = np.arange(dataset.num_train)
+  val_idx = np.zeros((0,), np.int64)
+  if config.val_size:
+    train_idx, val_idx = split_validation(dataset.y_train, config.val_size)
+  x_train, labels = dataset.x_train[train_idx], dataset.y_train[train_idx]
+  y_train = preprocess.one_hot(labels, dataset.num_classes, center=config.center_labels)
+  x_nat, y_nat, _ = condense.initial_support(x_train, y_train, labels, config.ipc, config.seed,
+                                             "real", dataset.num_classes)
+  return Split(x_train, y_train, labels, x_nat, y_nat, dataset.x_train[val_idx],
+               dataset.y_train[val_idx])
+
+
+def split_validation(labels, val_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """`(train_idx, val_idx)`: a fixed random draw of `val_size` held-out examples."""
   n = len(labels)
   if val_size >= n:
@@ -165,14 +194,9 @@ def distill(config: DistillConfig, dataset, workdir: str,
   start_time = time.time()
   method = condense.METHODS.get(config.method)
   num_classes = dataset.num_classes
-  train_idx = np.arange(dataset.num_train)
-  val_idx = np.zeros((0,), np.int64)
-  if config.val_size:
-    train_idx, val_idx = split_validation(dataset.y_train, config.val_size, config.seed)
-  x_train, labels = dataset.x_train[train_idx], dataset.y_train[train_idx]
-  y_train = preprocess.one_hot(labels, num_classes, center=config.center_labels)
-  x_nat, y_nat, _ = condense.initial_support(x_train, y_train, labels, config.ipc, config.seed,
-                                             "real", num_classes)
+  parts = split(config, dataset)
+  x_train, y_train, labels = parts.x_train, parts.y_train, parts.labels
+  x_nat, y_nat = parts.x_natural, parts.y_natural
   if config.init_npz:
     x_init, y_init, _ = ksupport.load_support(config.init_npz, dataset, config.center_labels)
   else:
@@ -183,11 +207,11 @@ def distill(config: DistillConfig, dataset, workdir: str,
   io.check_run_config(workdir, config.to_dict(), ignore=config.resumable_keys())
 
   data = condense.Data.create(x_train, y_train, labels, num_classes)
-  x_val, y_val = dataset.x_train[val_idx], dataset.y_train[val_idx]
+  x_val, y_val = parts.x_val, parts.y_val
   ev = config.evaluation
   kernel_fn = None
   evaluate_fn = None
-  if len(val_idx):
+  if len(x_val):
     from kernelcond import kernels
     kernel_fn = kernels.make_kernel_fn(ev.kernel, ev.kernel_backend)
 
@@ -208,7 +232,7 @@ def distill(config: DistillConfig, dataset, workdir: str,
   from kernelcond import plots
   plots.save_support_png(os.path.join(workdir, "distilled.png"), x_s, y_s,
                          dataset.class_names, ipc=max(1, len(x_s) // num_classes))
-  val = (x_val, y_val) if len(val_idx) else (None, None)
+  val = (x_val, y_val) if len(x_val) else (None, None)
   evaluations = {
       "natural": evaluate.evaluate_support(ev, x_nat, y_nat, dataset.x_test, dataset.y_test,
                                            num_classes=num_classes,
@@ -220,7 +244,7 @@ def distill(config: DistillConfig, dataset, workdir: str,
                                              x_val=val[0], y_val=val[1]),
   }
   natural_val = (evaluate.krr_accuracy(kernel_fn, x_nat, y_nat, x_val, y_val, ev.reg,
-                                      ev.kernel_type, ev.block_size) if len(val_idx) else None)
+                                      ev.kernel_type, ev.block_size) if len(x_val) else None)
   run = {"steps": stats["steps"], "natural_val_accuracy": natural_val, "resumed_from_step": stats["resumed_from_step"],
          "final": stats["final"], "last_val": stats["last_eval"],
          "seconds_per_step": stats["seconds_per_step"], "wall_time_s": time.time() - start_time,

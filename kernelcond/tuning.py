@@ -61,7 +61,7 @@ def record(entry: dict, results: dict, workdir: str) -> dict:
   curve = [{"step": r["step"], "val_accuracy": r["eval/val_accuracy"], "loss": r.get("loss")}
            for r in kmetrics.read_records(os.path.join(workdir, "metrics.jsonl"))
            if "eval/val_accuracy" in r]
-  return {"config": entry,
+  return {"config": entry, "workdir": workdir,
           "val_accuracy": (run.get("last_val") or {}).get("val_accuracy"),
           "test_accuracy": ev["distilled"]["krr"]["accuracy"],
           "natural_val_accuracy": run.get("natural_val_accuracy"),
@@ -75,16 +75,30 @@ def record_line(r: dict) -> str:
   if "error" in r:
     return r["error"]
   nat_val = r.get("natural_val_accuracy")
-  return (f"val {r['val_accuracy']:.4f} test {r['test_accuracy']:.4f} (natural: "
+  line = (f"val {r['val_accuracy']:.4f} test {r['test_accuracy']:.4f} (natural: "
           + (f"val {nat_val:.4f}, " if nat_val is not None else "")
           + f"test {r['natural_test_accuracy']:.4f})")
+  for protocol, v in (r.get("val_networks") or {}).items():
+    line += f"; {protocol} val: {v['distilled']:.4f} (natural {v['natural']:.4f})"
+  return line
 
 
-def best(path: str, **match) -> Optional[dict]:
+def selection_score(r: dict, select_by: str = "krr") -> float:
+  """The validation accuracy that ranks a record: KRR, or a protocol's distilled-set networks."""
+  if select_by == "krr":
+    return r["val_accuracy"]
+  networks = r.get("val_networks") or {}
+  if select_by not in networks:
+    raise ValueError(f"record has no validation networks of protocol {select_by!r}; "
+                     f"has: {', '.join(networks) or 'none'}")
+  return networks[select_by]["distilled"]
+
+
+def best(path: str, select_by: str = "krr", **match) -> Optional[dict]:
   """The record with the highest validation accuracy among those matching `match`."""
   rows = [r for r in kmetrics.read_records(path) if "error" not in r
           and all(r["config"].get(k) == v for k, v in match.items())]
-  return max(rows, key=lambda r: r["val_accuracy"]) if rows else None
+  return max(rows, key=lambda r: selection_score(r, select_by)) if rows else None
 
 
 _SHOWN = ("kernel", "lr", "lr_schedule", "target_batch", "kernel_type", "learn_labels",

@@ -57,6 +57,7 @@ def _config(**kw):
   from kernelcond.condense import kip
   method_kw = {k: kw.pop(k) for k in list(kw) if k in ("steps", "lr_schedule", "lr")}
   method_config = kip.KipConfig(kernel="fc2", kernel_backend="native", target_batch=200,
+                                learn_labels=kw.pop("learn_labels", True),
                                 **{"lr_schedule": "constant", **method_kw})
   evaluation = evaluate.EvalConfig(kernel="fc2", kernel_backend="native",
                                    protocols=kw.pop("protocols", ()), net_epochs=1)

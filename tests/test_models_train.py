@@ -343,3 +343,5 @@ def test_augmentation_is_applied_and_reproducible():
   for u, v in zip(leaves(a), leaves(b)):
     np.testing.assert_array_equal(u, v)
   assert any(not np.allclose(u, v) for u, v in zip(leaves(a), leaves(c)))
+  with pytest.raises(ValueError, match="blur"):  # refused before anything is compiled
+    train.create_train_state(dataclasses.replace(config, augment="flip_blur"), x.shape[1:], 3, 1)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from kernelcond import kernels
+from kernelcond.kernels import finite
 
 
 def _images(n, shape, seed):
@@ -120,3 +121,19 @@ def test_bad_arguments():
     kernel_fn(np.ones((2, 3)), None, "cov")
   with pytest.raises(ValueError, match=r"\(n, H, W, C\)"):
     kernels.make_random_kernel_fn("conv1", 1, 8)(np.ones((2, 16)))
+
+
+@pytest.mark.parametrize("name,shape", [("conv2:pool=false,b_std=0", (5, 4, 2)),
+                                        ("conv2:readout=gap,parameterization=standard", (6, 6, 1)),
+                                        ("fc2:activation=erf", (7,))])
+def test_per_example_grads_match_autodiff(name, shape):
+  """Patch-based per-example gradients == jax.jacrev of the finite network."""
+  spec = kernels.get_spec(name)
+  x = jnp.asarray(_images(3, shape, 0))
+  params = finite.init_params(spec, jax.random.PRNGKey(0), shape, 6, 1)
+  ours = finite.per_example_grads(spec, params, x)
+  theirs = jax.jacrev(lambda p: finite.apply(spec, p, x)[:, 0])(params)
+  assert jax.tree_util.tree_structure(ours) == jax.tree_util.tree_structure(theirs)
+  for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(theirs)):
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(b).max())

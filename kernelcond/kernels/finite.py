@@ -110,28 +110,101 @@ def _avg_pool_2x2(x: jax.Array) -> jax.Array:
   return x.mean(axis=(2, 4))
 
 
-def readout_inputs(spec: ArchSpec, params: Params, x: jax.Array) -> jax.Array:
-  """The inputs of the readout layer: `(n, fan_in)` for `x` of shape `(n,) + input_shape`.
+def forward(spec: ArchSpec, params: Params, x: jax.Array,
+            shifts: Optional[Sequence[jax.Array]] = None) -> tuple[jax.Array, list[jax.Array]]:
+  """Runs the network, recording the input of every layer.
 
-  Uses every layer of `params` but the last (the readout, which is ignored).
+  Args:
+    spec: the architecture.
+    params: from `init_params`.
+    x: `(n,) + input_shape` inputs.
+    shifts: optional arrays added to the linear output (pre-activation) of each
+      layer, readout last; the gradient of a sum of outputs with respect to them
+      is the per-example backpropagated error of each layer.
+
+  Returns:
+    `(outputs, inputs)`: outputs `(n, out_dim)`, and for each layer (readout
+    last) its input: `(n, d)` for dense layers, `(n, H, W, C)` for conv layers.
   """
   x = jnp.asarray(x)
   act = _activation(spec)
+  shift = (lambda l, z: z) if shifts is None else (lambda l, z: z + shifts[l])
+  inputs = []
   if spec.family == "fc":
     x = x.reshape(x.shape[0], -1)
-    for layer in params[:-1]:
-      x = act(_linear(spec, layer, x, conv=False))
-    return x
-  for layer in params[:-1]:
-    x = act(_linear(spec, layer, x, conv=True))
-    if spec.pool:
-      x = _avg_pool_2x2(x)
-  return x.mean(axis=(1, 2)) if spec.readout == "gap" else x.reshape(x.shape[0], -1)
+    for l, layer in enumerate(params[:-1]):
+      inputs.append(x)
+      x = act(shift(l, _linear(spec, layer, x, conv=False)))
+  else:
+    for l, layer in enumerate(params[:-1]):
+      inputs.append(x)
+      x = act(shift(l, _linear(spec, layer, x, conv=True)))
+      if spec.pool:
+        x = _avg_pool_2x2(x)
+    x = x.mean(axis=(1, 2)) if spec.readout == "gap" else x.reshape(x.shape[0], -1)
+  inputs.append(x)
+  return shift(len(params) - 1, _linear(spec, params[-1], x, conv=False)), inputs
+
+
+def readout_inputs(spec: ArchSpec, params: Params, x: jax.Array) -> jax.Array:
+  """The inputs of the readout layer: `(n, fan_in)` for `x` of shape `(n,) + input_shape`."""
+  return forward(spec, params, x)[1][-1]
 
 
 def apply(spec: ArchSpec, params: Params, x: jax.Array) -> jax.Array:
   """The network's outputs `(n, out_dim)` for `x` of shape `(n,) + input_shape`."""
-  return _linear(spec, params[-1], readout_inputs(spec, params, x), conv=False)
+  return forward(spec, params, x)[0]
+
+
+def per_example_grads(spec: ArchSpec, params: Params, x: jax.Array) -> Params:
+  """Gradients of each example's output with respect to the parameters, per example.
+
+  For a layer `z = s_w conv(h, W) + s_b b` (or `s_w h @ W + s_b b`), the
+  gradient of example `i`'s output is `s_w sum_p patch_i(p) (x) delta_i(p)` for `W`
+  and `s_b sum_p delta_i(p)` for `b`, where `patch_i(p)` is the 3x3 patch of the
+  layer input `h_i` at position `p`, `delta_i` the backpropagated error of `z`
+  (from one backward pass, examples being independent), and `s_w = W_std /
+  sqrt(fan_in)`, `s_b = b_std` ('ntk' parameterisation) or 1 ('standard'). The
+  sums over positions are batched matrix products, so no per-example
+  convolution is needed (XLA on CPU runs those slowly, very slowly in loops).
+
+  Args:
+    spec: the architecture.
+    params: from `init_params` with `out_dim == 1`.
+    x: `(n,) + input_shape` inputs.
+
+  Returns:
+    A list like `params` with a leading example axis on every array: `(gW, gb)`
+    per layer, `gW` of shape `(n,) + W.shape`, `gb` `(n, C_out)` (None without
+    biases). Equals `vmap(grad(f))` (tested against `jax.jacrev`).
+  """
+  if params[-1][0].shape[-1] != 1:
+    raise ValueError(f"per_example_grads needs out_dim == 1, got {params[-1][0].shape[-1]}")
+  hi = jax.lax.Precision.HIGHEST
+  _, input_shapes = jax.eval_shape(lambda p, a: forward(spec, p, a), params, x)
+  shifts = [jnp.zeros(h.shape[:-1] + (w.shape[-1],), h.dtype)
+            for h, (w, _) in zip(input_shapes, params)]
+
+  def summed_outputs(shifts):
+    outputs, inputs = forward(spec, params, x, shifts)
+    return outputs.sum(), inputs
+
+  deltas, inputs = jax.grad(summed_outputs, has_aux=True)(shifts)
+  ntk_param = spec.parameterization == "ntk"
+  grads = []
+  for (w, b), h, delta in zip(params, inputs, deltas):
+    w_scale = spec.W_std / math.sqrt(int(np.prod(w.shape[:-1]))) if ntk_param else 1.0
+    if w.ndim == 4:  # 3x3 SAME conv: patches (n, H, W, C_in * 9), features ordered (C_in, 3, 3)
+      patches = jax.lax.conv_general_dilated_patches(
+          h, (3, 3), (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=hi)
+      patches = patches.reshape(patches.shape[:3] + (h.shape[-1], 3, 3))
+      g_w = jnp.einsum("nhwcij,nhwo->nijco", patches, delta, precision=hi)
+      delta = delta.sum(axis=(1, 2))
+    else:
+      g_w = jnp.einsum("nc,no->nco", h, delta, precision=hi)
+    g_b = None if b is None else (spec.b_std if ntk_param else 1.0) * delta
+    grads.append((w_scale * g_w, g_b))
+  return grads
 
 
 def init_and_apply(spec: ArchSpec, width: Optional[int] = None, out_dim: int = 1):

@@ -75,9 +75,7 @@ def _nngp_features(spec: ArchSpec, params: finite.Params, x: jax.Array) -> jax.A
 
 def _ntk_features(spec: ArchSpec, params: finite.Params, x: jax.Array) -> jax.Array:
   """`(n, P)`: per-example gradients of the scalar output of one network."""
-  output = lambda p, example: finite.apply(spec, p, example[None])[0, 0]
-  grads = jax.vmap(jax.grad(output), in_axes=(None, 0))(params, x)  # one backward per example
-  leaves = jax.tree_util.tree_leaves(grads)
+  leaves = jax.tree_util.tree_leaves(finite.per_example_grads(spec, params, x))
   return jnp.concatenate([leaf.reshape(x.shape[0], -1) for leaf in leaves], axis=-1)
 
 

@@ -142,7 +142,7 @@ def learning_rate(opt_state, schedule: str) -> jax.Array:
 
 
 def ntk_max_learning_rate(fn: Callable, params, x, momentum: float = 0.0, *,
-                          key=None, iters: int = 30) -> float:
+                          key=None, iters: int = 20) -> float:
   """Largest stable (S)GD learning rate for the loss `0.5 * mean_i ||f(x_i) - t_i||^2`.
 
   Near initialisation, one step of gradient descent with learning rate `eta`

@@ -121,7 +121,7 @@ class TrainConfig:
       `kernelcond.nets.augment` (e.g. 'color_crop_cutout_flip_scale_rotate',
       arXiv:2102.08259) applied to every training batch, or 'none'.
     centre_output: train and evaluate `f(x) - f_0(x)`, the network minus its
-      output at initialisation (Lee et al., arXiv:1902.06720; RFAD,
+      output at initialisation (centring, Lee et al., arXiv:2007.15801; RFAD,
       arXiv:2210.12067), so the function starts at zero.
     val_every: with a validation set, its accuracy is checked before training
       and every this many steps (and at the end); the parameters of the best
@@ -248,13 +248,9 @@ def _check_augment(strategy: str) -> None:
   """Fails early (not inside jit) when `strategy` cannot be applied."""
   if strategy == "none":
     return
-  try:
-    from kernelcond.nets import augment as augment_lib
-  except ImportError as e:
-    raise ImportError(f"augment={strategy!r} needs kernelcond.nets.augment: {e}") from e
-  parse = getattr(augment_lib, "parse_strategy", None)
-  if parse is not None:
-    parse(strategy)
+  from kernelcond.nets import augment as augment_lib  # imported only when used
+
+  augment_lib.parse_strategy(strategy)  # ValueError naming the valid transforms
 
 
 def create_train_state(config: TrainConfig, input_shape, num_classes: int,

@@ -13,8 +13,6 @@ helpers for the parts every script needs the same way.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
-import platform
 import sys
 import traceback
 from typing import Iterator
@@ -26,8 +24,6 @@ from absl import logging
 FLAGS = flags.FLAGS
 
 _DATA_FLAGS = ("dataset", "data_dir", "data_source", "standardize", "zca")
-_VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "neural-tangents",
-              "scikit-learn", "kernelcond")
 
 
 def define_data_flags(default_dataset: str = "digits") -> None:
@@ -141,17 +137,6 @@ def load_data_from_flags(zca: float | None = None):
   preprocess.check_finite(dataset.x_train, f"preprocessed {dataset.name} x_train")
   logging.info("Loaded %r", dataset)
   return dataset
-
-
-def versions() -> dict:
-  """Versions of Python and the numeric libraries (None for those not installed)."""
-  out = {"python": platform.python_version()}
-  for name in _VERSIONED:
-    try:
-      out[name] = importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-      out[name] = None
-  return out
 
 
 @contextlib.contextmanager

@@ -74,7 +74,7 @@ def main(argv):
                                      num_classes=data.num_classes,
                                      last_layer_only=FLAGS.last_layer_only)
       scores.save_scores(path, values, method=FLAGS.method, fingerprint=fingerprint,
-                         config={**run_config, "versions": _common.versions(),
+                         config={**run_config, "versions": io.environment()["versions"],
                                  "wall_time_s": time.time() - start})
       logging.info("Wrote %s (%.1fs)", path, time.time() - start)
 

@@ -20,9 +20,7 @@ Every results.json has the same top level: `schema`, `experiment`, `config`,
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import os
-import platform
 import time
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -37,8 +35,6 @@ from kernelcond import support as ksupport
 from kernelcond.condense import loop
 
 SCHEMA = 2
-_VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "neural-tangents",
-              "scikit-learn", "kernelcond")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,18 +108,6 @@ class DistillConfig:
     return keys
 
 
-def environment() -> dict:
-  """Library versions and devices, recorded in every results.json."""
-  versions = {"python": platform.python_version()}
-  for name in _VERSIONED:
-    try:
-      versions[name] = importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-      versions[name] = None
-  return {"versions": versions, "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
-          "processes": jax.process_count()}
-
-
 def dataset_record(dataset) -> dict:
   return {"name": dataset.name, "n_train": dataset.num_train, "n_test": dataset.num_test,
           "num_classes": dataset.num_classes, "fingerprint": dataset.fingerprint()}
@@ -133,7 +117,7 @@ def results_record(experiment: str, config: dict, dataset, evaluations: dict, ru
   """The shared results.json schema (see the module docstring)."""
   return {"schema": SCHEMA, "experiment": experiment, "config": config,
           "dataset": dataset_record(dataset), "evaluations": evaluations, "run": run,
-          "environment": environment()}
+          "environment": io.environment()}
 
 
 class Split(NamedTuple):

@@ -200,3 +200,24 @@ def check_run_config(workdir: str, config: Mapping[str, Any],
                        f"({details}). Use a new --workdir, or delete this one yourself.")
   else:
     save_json(path, config)
+
+
+_VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "neural-tangents",
+              "scikit-learn", "kernelcond")
+
+
+def environment() -> dict:
+  """Library versions and devices, recorded with every result."""
+  import importlib.metadata
+  import platform
+
+  import jax
+
+  versions = {"python": platform.python_version()}
+  for name in _VERSIONED:
+    try:
+      versions[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      versions[name] = None
+  return {"versions": versions, "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
+          "processes": jax.process_count()}

@@ -49,6 +49,7 @@ def test_get_spec_unknown_name_lists_valid_names():
     ("fc3:depth=three", "Bad value for depth"),
     ("fc3:depth=2.0", "Bad value for depth"),
     ("fc3:depth=2,depth=3", "given twice"),
+    ("fc3:width=99999999999999999999", "Bad value for width.*out of range"),
     ("fc3:pool=maybe", "Bad value for pool"),
     ("fc3:activation=tanh", "valid: relu, erf"),
     ("fc3:parameterization=mup", "valid: ntk, standard"),

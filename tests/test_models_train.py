@@ -11,7 +11,6 @@ import pytest
 from kernelcond import io
 from kernelcond import kernels
 from kernelcond.nets import models
-from kernelcond.nets import optim
 from kernelcond.nets import train
 
 

@@ -25,9 +25,10 @@ standard deviation O(1/sqrt(M width)).
 NTK features. `phi_m(x)` is the gradient of the scalar output `f_m(x)` with
 respect to all parameters of network `m` (size `P`), so `phi(x1) . phi(x2)` is
 the empirical NTK averaged over M networks; it tends to the spec's NTK (Jacot
-et al., arXiv:1806.07572) at the same rates. `D = M P` is large (about
-`18 width^2` per conv layer), so `make_random_kernel_fn` contracts the
-Jacobians one network at a time instead of materialising all features.
+et al., arXiv:1806.07572) at the same rates. The gradients come from one
+backward pass and patch products (`finite.per_example_grads`). `D = M P` is
+large (about `9 width^2` per hidden conv layer), so `make_random_kernel_fn`
+contracts them one network at a time instead of materialising all features.
 
 The networks are `finite.init_params(spec, ...)` at `width`; the kernels
 approximated are those of `dataclasses.replace(spec, width=width)` (the NNGP and

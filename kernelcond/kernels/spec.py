@@ -111,9 +111,10 @@ FIELD_TYPES: dict[str, str] = {f.name: f.type for f in dataclasses.fields(ArchSp
 
 # A decimal number: 2, -0.5, .25, 1.4142, 3e-2 (no inf / nan / hex / underscores).
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
-_NUMBER_RE = re.compile(_NUMBER)
-_SQRT_RE = re.compile(rf"sqrt\(\s*({_NUMBER})\s*\)")
-_INT_RE = re.compile(r"[+-]?\d+")
+_NUMBER_RE = re.compile(_NUMBER, re.ASCII)
+_SQRT_RE = re.compile(rf"sqrt\(\s*({_NUMBER})\s*\)", re.ASCII)
+_INT_RE = re.compile(r"[+-]?\d+", re.ASCII)
+_INT_LIMIT = 2 ** 31  # depth and width beyond this are typos, not networks
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}
 
 
@@ -151,6 +152,8 @@ def parse_value(field: str, text: str):
   if kind == "int":
     if not _INT_RE.fullmatch(text):
       raise ValueError(f"expected an integer, got {text!r}")
+    if abs(int(text)) >= _INT_LIMIT:
+      raise ValueError(f"{text!r} is out of range (|value| < 2**31)")
     return int(text)
   if kind == "float":
     return _parse_float(text)

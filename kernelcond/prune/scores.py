@@ -33,15 +33,41 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernelcond import io
+from kernelcond.registry import Registry
 from kernelcond.nets import losses
 from kernelcond.nets import train
 
-METHODS = ("el2n", "grand", "forgetting")
+def _end_state_score(score_fn):
+  """A score computed from the network at the end of training: `fn(state, x, y, **kw)`."""
+
+  def compute(config, x, y, epochs, num_classes, batch_size, last_layer_only):
+    state = _train_for_scores(config, x, y, epochs, num_classes)
+    return score_fn(state, x, y, batch_size, last_layer_only)
+
+  return compute
+
+
+def _forgetting(config, x, y, epochs, num_classes, batch_size, last_layer_only):
+  del last_layer_only
+  rows = []
+  record = lambda epoch, state: rows.append(correctness(state, x, y, batch_size))
+  _train_for_scores(config, x, y, epochs, num_classes, record)
+  return forgetting_from_correctness(np.stack(rows))
+
+
+# name -> (minimum training epochs, `compute(config, x, y, epochs, num_classes,
+# batch_size, last_layer_only) -> (n,)` scores of one initialisation).
+SCORES: Registry = Registry("pruning score")
+SCORES.register("el2n", (0, _end_state_score(
+    lambda state, x, y, batch_size, _: el2n(state, x, y, batch_size))))
+SCORES.register("grand", (0, _end_state_score(
+    lambda state, x, y, batch_size, last: grand(state, x, y, last_layer_only=last))))
+SCORES.register("forgetting", (1, _forgetting))
+METHODS = SCORES.names()
 
 
 def _check_method(method: str) -> None:
-  if method not in METHODS:
-    raise ValueError(f"Unknown score {method!r}; valid: {', '.join(METHODS)}")
+  SCORES.get(method)
 
 
 def _check_xy(x, y):
@@ -235,28 +261,17 @@ def compute_scores(method: str, x_train, y_train, config: train.TrainConfig,
   Returns:
     `(n,)` float32 scores in the order of `x_train`.
   """
-  _check_method(method)
+  min_epochs, compute = SCORES.get(method)
   x_train, y_train = _check_xy(x_train, y_train)
   if num_inits < 1:
     raise ValueError(f"num_inits must be >= 1, got {num_inits}")
-  if epochs < 0 or (method == "forgetting" and epochs < 1):
-    raise ValueError(f"{method} needs epochs >= {1 if method == 'forgetting' else 0}, "
-                     f"got {epochs}")
+  if epochs < min_epochs:
+    raise ValueError(f"{method} needs epochs >= {min_epochs}, got {epochs}")
   num_classes = int(num_classes if num_classes is not None else y_train.max() + 1)
   total = np.zeros(x_train.shape[0], np.float64)
   for init_seed in init_seeds(seed, num_inits):
     cfg = dataclasses.replace(config, seed=init_seed)
-    if method == "forgetting":
-      rows = []
-      record = lambda epoch, state: rows.append(correctness(state, x_train, y_train, batch_size))
-      _train_for_scores(cfg, x_train, y_train, epochs, num_classes, record)
-      total += forgetting_from_correctness(np.stack(rows))
-      continue
-    state = _train_for_scores(cfg, x_train, y_train, epochs, num_classes)
-    if method == "el2n":
-      total += el2n(state, x_train, y_train, batch_size)
-    else:
-      total += grand(state, x_train, y_train, last_layer_only=last_layer_only)
+    total += compute(cfg, x_train, y_train, epochs, num_classes, batch_size, last_layer_only)
   return (total / num_inits).astype(np.float32)
 
 

@@ -29,7 +29,8 @@ from typing import Optional
 
 import numpy as np
 
-SELECTORS = ("random", "score", "herding", "kcenter")
+from kernelcond.registry import Registry
+
 
 
 def _check_fraction(fraction: float) -> None:
@@ -268,19 +269,24 @@ def select(method: str, fraction: float, *, labels=None, scores=None, features=N
     ValueError: for an unknown method (listing valid names), a missing input,
       or a fraction outside (0, 1].
   """
-  if method not in SELECTORS:
-    raise ValueError(f"Unknown selection method {method!r}; valid: {', '.join(SELECTORS)}")
+  needs, run = SELECTORS.get(method)
   _check_fraction(fraction)
-  needs = {"random": ("labels",), "score": ("scores",), "herding": ("features", "labels"),
-           "kcenter": ("features",)}[method]
   given = {"labels": labels, "scores": scores, "features": features}
   missing = [name for name in needs if given[name] is None]
   if missing:
     raise ValueError(f"selection method {method!r} needs {', '.join(missing)}")
-  if method == "random":
-    return random_subset(labels, fraction, seed, class_balanced=per_class)
-  if method == "score":
-    return keep_by_score(scores, fraction, offset)
-  if method == "herding":
-    return herding(features, labels, fraction)
-  return k_center_greedy(features, fraction, seed, labels if per_class else None)
+  return run(fraction, labels=labels, scores=scores, features=features, seed=seed,
+             offset=offset, per_class=per_class)
+
+
+# name -> (inputs it needs, `run(fraction, **inputs) -> indices`).
+SELECTORS: Registry = Registry("selection method")
+SELECTORS.register("random", (("labels",), lambda f, labels, seed, per_class, **_:
+                              random_subset(labels, f, seed, class_balanced=per_class)))
+SELECTORS.register("score", (("scores",), lambda f, scores, offset, **_:
+                             keep_by_score(scores, f, offset)))
+SELECTORS.register("herding", (("features", "labels"), lambda f, features, labels, **_:
+                               herding(features, labels, f)))
+SELECTORS.register("kcenter", (("features",), lambda f, features, labels, seed, per_class, **_:
+                               k_center_greedy(features, f, seed,
+                                               labels if per_class else None)))

@@ -69,8 +69,12 @@ class EvalConfig:
       raise ValueError(f"net_epochs must be >= 0, got {self.net_epochs}")
     if self.protocols:
       from kernelcond.nets import protocols as protocol_registry
+      family = kernels.get_spec(self.kernel).family
       for name in self.protocols:
-        protocol_registry.PROTOCOLS.get(name)
+        wanted = protocol_registry.PROTOCOLS.get(name).spec_family
+        if wanted and wanted != family:
+          raise ValueError(f"protocol {name!r} trains the finite network of a {wanted} kernel "
+                           f"spec; kernel {self.kernel!r} is {family}")
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)

@@ -30,12 +30,12 @@ Models are chosen by name from `MODELS` (a `Registry`) with `get_model`.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
+from kernelcond import kernels
 from kernelcond.registry import Registry
 
 NORMS = ("batch", "instance", "none")
@@ -179,25 +179,6 @@ class ResNet18(nn.Module):
     return nn.Dense(self.num_classes, name="head")(h)
 
 
-def _finite_network_fn() -> Callable:
-  """`init_and_apply(spec, width, out_dim)` of `kernelcond.kernels`, wherever it lives.
-
-  Looked up as `kernelcond.kernels.init_and_apply`, then in the modules
-  `kernelcond.kernels.finite` and `kernelcond.kernels.native`.
-  """
-  for name in ("kernelcond.kernels", "kernelcond.kernels.finite", "kernelcond.kernels.native"):
-    try:
-      module = importlib.import_module(name)
-    except ModuleNotFoundError as e:
-      if e.name != name:  # a missing dependency, not a missing module: a real error
-        raise
-      continue
-    fn = getattr(module, "init_and_apply", None)
-    if fn is not None:
-      return fn
-  raise ImportError("kernelcond.kernels provides no init_and_apply(spec, width, out_dim)")
-
-
 class SpecNet(nn.Module):
   """The finite network of a kernel `ArchSpec`, in its parameterisation.
 
@@ -223,10 +204,8 @@ class SpecNet(nn.Module):
     del train  # no normalisation or dropout
     if return_features:
       raise ValueError("SpecNet has no feature output (its readout is not a plain 'head')")
-    from kernelcond import kernels
-
     spec = kernels.get_spec(self.spec)
-    init_fn, apply_fn = _finite_network_fn()(spec, self.width, out_dim=self.num_classes)
+    init_fn, apply_fn = kernels.init_and_apply(spec, self.width, out_dim=self.num_classes)
 
     def init(key):
       layers = init_fn(key, x.shape[1:])

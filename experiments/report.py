@@ -39,6 +39,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("roots", None, "Sweep output directories (comma-separated).")
 flags.DEFINE_string("out", "docs/results.md", "Markdown file to write.")
 flags.DEFINE_string("figures_dir", None, "Where the PNGs go (default: figures/ next to --out).")
+flags.DEFINE_list("sections", list(report.SECTIONS), "Report sections, any of "
+                  f"{', '.join(report.SECTIONS)}.")
 flags.mark_flag_as_required("roots")
 
 
@@ -47,7 +49,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   with _common.user_errors():
     roots = [r for r in FLAGS.roots if r.strip()]
-    text = report.render(roots, FLAGS.out, FLAGS.figures_dir)
+    text = report.render(roots, FLAGS.out, FLAGS.figures_dir, sections=FLAGS.sections)
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
   tmp = FLAGS.out + ".tmp"
   with open(tmp, "w") as f:

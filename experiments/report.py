@@ -41,6 +41,8 @@ flags.DEFINE_string("out", "docs/results.md", "Markdown file to write.")
 flags.DEFINE_string("figures_dir", None, "Where the PNGs go (default: figures/ next to --out).")
 flags.DEFINE_list("sections", list(report.SECTIONS), "Report sections, any of "
                   f"{', '.join(report.SECTIONS)}.")
+flags.DEFINE_list("protocol_roots", [], "Roots read only by the 'protocols' section (runs "
+                  "evaluated under named protocols, kept out of the condensation tables).")
 flags.mark_flag_as_required("roots")
 
 
@@ -49,7 +51,8 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   with _common.user_errors():
     roots = [r for r in FLAGS.roots if r.strip()]
-    text = report.render(roots, FLAGS.out, FLAGS.figures_dir, sections=FLAGS.sections)
+    text = report.render(roots, FLAGS.out, FLAGS.figures_dir, sections=FLAGS.sections,
+                         protocol_roots=[r for r in FLAGS.protocol_roots if r.strip()])
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
   tmp = FLAGS.out + ".tmp"
   with open(tmp, "w") as f:

@@ -140,16 +140,17 @@ def load_data_from_flags(zca: float | None = None):
 
 
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
+def user_errors(*extra: type) -> Iterator[None]:
   """Turns bad-input errors into one line on stderr and exit status 1.
 
-  ValueError, FileNotFoundError and ImportError raised inside are printed as
-  `error: <Type>: <message>` without a traceback (which is still logged at
-  debug level, `--verbosity=1`, for developers), then the program exits with 1.
+  ValueError, FileNotFoundError and ImportError (and the `extra` exception
+  types) raised inside are printed as `error: <Type>: <message>` without a
+  traceback (which is still logged at debug level, `--verbosity=1`, for
+  developers), then the program exits with 1.
   """
   try:
     yield
-  except (ValueError, FileNotFoundError, ImportError) as e:
+  except (ValueError, FileNotFoundError, ImportError, *extra) as e:
     logging.debug("%s", traceback.format_exc())
     print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
     raise SystemExit(1) from None

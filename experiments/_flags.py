@@ -129,12 +129,6 @@ def config_from_flags(cls: type, **fixed) -> Any:
     raise ValueError(f"{cls.__name__}: {e}") from None
 
 
-def set_fields(cls: type) -> dict:
-  """The fields of `cls` whose flags the user set (for reporting what was changed)."""
-  return {f.name: FLAGS[f.name].value for f in dataclasses.fields(cls)
-          if f.name in _DEFINED and FLAGS[f.name].value is not None}
-
-
 def check_applicable(selected: type, classes, name: str) -> None:
   """Refuses flags the user set that belong to other classes' fields only.
 

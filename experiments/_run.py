@@ -6,7 +6,7 @@ import contextlib
 import sys
 from typing import Iterator
 
-from absl import logging
+import _common  # noqa: E402  (experiments/ is on sys.path, as for every script)
 
 
 @contextlib.contextmanager
@@ -35,19 +35,16 @@ def progress_bar(total: int, desc: str) -> Iterator:
 
 @contextlib.contextmanager
 def run_errors() -> Iterator[None]:
-  """Interrupted runs exit 130 saying where the checkpoint is; divergence exits 1."""
+  """Interrupted runs exit 130 saying where the checkpoint is; divergence and bad input exit 1."""
   from kernelcond.condense import loop
 
-  try:
-    yield
-  except loop.Interrupted as e:
-    print(f"\nInterrupted: checkpoint of step {e.step} saved in {e.checkpoint_dir}; re-run "
-          "the same command to resume.", file=sys.stderr)
-    raise SystemExit(130) from None
-  except (FloatingPointError, ValueError, FileNotFoundError) as e:
-    logging.debug("run failed", exc_info=True)
-    print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-    raise SystemExit(1) from None
+  with _common.user_errors(FloatingPointError):
+    try:
+      yield
+    except loop.Interrupted as e:
+      print(f"\nInterrupted: checkpoint of step {e.step} saved in {e.checkpoint_dir}; re-run "
+            "the same command to resume.", file=sys.stderr)
+      raise SystemExit(130) from None
 
 
 def print_evaluations(results: dict, title: str) -> None:

@@ -55,12 +55,8 @@ def build_config() -> experiment.DistillConfig:
   method = condense.METHODS.get(FLAGS.method)
   _flags.check_applicable(method.config_cls, [m.config_cls for m in _METHODS], FLAGS.method)
   method_config = _flags.config_from_flags(method.config_cls)
-  kernel = getattr(method_config, "kernel", evaluate.EvalConfig.kernel)
-  evaluation = _flags.config_from_flags(
-      evaluate.EvalConfig, kernel=kernel,
-      kernel_backend=getattr(method_config, "kernel_backend", "auto"),
-      kernel_type=getattr(method_config, "eval_kernel_type", "ntk"),
-      reg=getattr(method_config, "reg", evaluate.EvalConfig.reg))
+  evaluation = _flags.config_from_flags(evaluate.EvalConfig,
+                                        **evaluate.kernel_fields(method_config))
   return _flags.config_from_flags(experiment.DistillConfig, method=FLAGS.method,
                                   method_config=method_config, evaluation=evaluation,
                                   data=_common.data_config())

@@ -20,7 +20,6 @@ evaluate the chosen set's networks on the test set with `experiments/evaluate.py
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 
@@ -67,9 +66,7 @@ def _entry_config(overrides: dict) -> experiment.DistillConfig:
   base = _flags.config_from_flags(method.config_cls)
   method_config = condense.base.replace_config(base, **overrides)
   steps = getattr(method_config, "steps", 1)
-  ev = evaluate.EvalConfig(kernel=method_config.kernel, kernel_backend=method_config.kernel_backend,
-                           kernel_type=method_config.eval_kernel_type, reg=method_config.reg,
-                           protocols=())
+  ev = evaluate.EvalConfig(protocols=(), **evaluate.kernel_fields(method_config))
   return experiment.DistillConfig(
       method=FLAGS.method, method_config=method_config, ipc=FLAGS.ipc, seed=seed,
       val_size=FLAGS.val_size, eval_every=max(1, steps // FLAGS.eval_points),

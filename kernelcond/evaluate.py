@@ -80,6 +80,18 @@ class EvalConfig:
     return dataclasses.asdict(self)
 
 
+def kernel_fields(method_config) -> dict:
+  """The `EvalConfig` kernel fields that evaluate a method's sets with the method's own kernel.
+
+  A method config without a kernel (no `kernel` field) keeps `EvalConfig`'s defaults;
+  'sample' kernels evaluate with the NTK (`eval_kernel_type`).
+  """
+  return {"kernel": getattr(method_config, "kernel", EvalConfig.kernel),
+          "kernel_backend": getattr(method_config, "kernel_backend", EvalConfig.kernel_backend),
+          "kernel_type": getattr(method_config, "eval_kernel_type", EvalConfig.kernel_type),
+          "reg": getattr(method_config, "reg", EvalConfig.reg)}
+
+
 def krr_accuracy(kernel_fn, x_support, y_support, x, y, reg: float = 1e-6,
                  get: str = "ntk", block_size: int = 512) -> float:
   """KRR accuracy on `(x, y)` of the fit on `(x_support (n, ...), y_support (n, c))`."""

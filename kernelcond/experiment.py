@@ -30,6 +30,7 @@ import numpy as np
 from kernelcond import condense
 from kernelcond import evaluate
 from kernelcond import io
+from kernelcond import kernels
 from kernelcond import preprocess
 from kernelcond import support as ksupport
 from kernelcond.condense import loop
@@ -196,7 +197,6 @@ def distill(config: DistillConfig, dataset, workdir: str,
   kernel_fn = None
   evaluate_fn = None
   if len(x_val):
-    from kernelcond import kernels
     kernel_fn = kernels.make_kernel_fn(ev.kernel, ev.kernel_backend)
 
     def evaluate_fn(state):

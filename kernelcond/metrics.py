@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -26,22 +26,28 @@ METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 
 
-def read_records(path: str) -> list[dict]:
-  """The JSON records of a `.jsonl` file; a torn or corrupt line is skipped."""
-  records = []
+def _read(path: str) -> tuple[list[dict], int]:
+  """`(records, non-empty lines)` of a `.jsonl` file; a torn or corrupt line is skipped."""
+  records, lines = [], 0
   if not os.path.exists(path):
-    return records
+    return records, lines
   with open(path) as f:
     for line in f:
       if not line.strip():
         continue
+      lines += 1
       try:
         record = json.loads(line)
       except json.JSONDecodeError:
         continue  # a line cut by a kill; the checkpoint holds the state
       if isinstance(record, dict):
         records.append(record)
-  return records
+  return records, lines
+
+
+def read_records(path: str) -> list[dict]:
+  """The JSON records of a `.jsonl` file; a torn or corrupt line is skipped."""
+  return _read(path)[0]
 
 
 class MetricsLog:
@@ -55,18 +61,14 @@ class MetricsLog:
   def __init__(self, workdir: str, resume_step: int = 0, tensorboard: bool = True):
     os.makedirs(workdir, exist_ok=True)
     self.path = os.path.join(workdir, METRICS_FILE)
-    all_records = read_records(self.path)
+    all_records, lines = _read(self.path)
     self.records = [r for r in all_records if int(r.get("step", 0)) <= resume_step]
-    if os.path.exists(self.path) and len(self.records) != _count_lines(self.path):
+    if len(self.records) != lines:  # records past the checkpoint, or a torn line
       with io.atomic_path(self.path) as tmp:
         with open(tmp, "w") as f:
           f.writelines(json.dumps(r) + "\n" for r in self.records)
     self._tb = None
     self._tb_dir = os.path.join(workdir, TENSORBOARD_DIR) if tensorboard else None
-
-  @property
-  def last(self) -> Optional[dict]:
-    return self.records[-1] if self.records else None
 
   def write(self, step: int, values: Mapping[str, Any]) -> dict:
     """Appends one record (numpy / jax scalars become floats) and returns it."""
@@ -83,19 +85,10 @@ class MetricsLog:
                         if k != "step" and isinstance(v, float)}, step)
     return record
 
-  def flush(self) -> None:
-    if self._tb is not None:
-      self._tb.flush()
-
   def close(self) -> None:
     if self._tb is not None:
       self._tb.close()
       self._tb = None
-
-
-def _count_lines(path: str) -> int:
-  with open(path) as f:
-    return sum(1 for line in f if line.strip())
 
 
 def _scalar(value: Any) -> Any:

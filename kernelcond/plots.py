@@ -11,7 +11,8 @@ import numpy as np
 from kernelcond import io
 
 
-def _figure_module():
+def pyplot():
+  """`matplotlib.pyplot` on the Agg backend (no display needed)."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -20,7 +21,7 @@ def _figure_module():
 
 def save_figure(fig, path: str, dpi: int = 80) -> None:
   """Saves `fig` as PNG atomically (a killed run never leaves half a file) and closes it."""
-  plt = _figure_module()
+  plt = pyplot()
   with io.atomic_path(path) as tmp:
     fig.savefig(tmp, format="png", dpi=dpi)
   plt.close(fig)
@@ -37,7 +38,7 @@ def save_support_png(path: str, images, labels, class_names, ipc: int) -> None:
     class_names: `c` names.
     ipc: examples per class (at most 10 rows are drawn).
   """
-  plt = _figure_module()
+  plt = pyplot()
   images, labels = np.asarray(images), np.asarray(labels)
   num_classes = labels.shape[1]
   rows = min(ipc, 10)
@@ -63,3 +64,20 @@ def save_support_png(path: str, images, labels, class_names, ipc: int) -> None:
   fig.suptitle("support set (label argmax: max value)", fontsize=9)
   fig.tight_layout()
   save_figure(fig, path)
+
+
+def curves_figure(path: str, draw, *, xlabel: str, ylabel: str, title: str,
+                  title_size: int = 10, invert_x: bool = False, dpi: int = 100) -> None:
+  """One 6x4 axes of curves: `draw(ax)` plots them (with labels), then axes, grid, legend."""
+  plt = pyplot()
+  fig, ax = plt.subplots(figsize=(6, 4))
+  draw(ax)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  if invert_x:
+    ax.invert_xaxis()
+  ax.set_title(title, fontsize=title_size)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  save_figure(fig, path, dpi=dpi)

@@ -452,17 +452,7 @@ def pruning_curves(g) -> list[dict]:
 
 def _accuracy_figure(path: str, xlabel: str, title: str, draw) -> None:
   from kernelcond import plots
-  import matplotlib.pyplot as plt
-
-  fig, ax = plt.subplots(figsize=(6, 4))
-  draw(ax)
-  ax.set_xlabel(xlabel)
-  ax.set_ylabel("test accuracy (%)")
-  ax.set_title(title, fontsize=10)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  plots.save_figure(fig, path, dpi=100)
+  plots.curves_figure(path, draw, xlabel=xlabel, ylabel="test accuracy (%)", title=title)
 
 
 def condensation_figure(key, g, path: str) -> None:

@@ -90,11 +90,3 @@ def load_support(path: str, dataset: Any, center: bool = True):
     raise ValueError(f"{path}: values beyond 1e6 in magnitude; not a support set of "
                      "preprocessed inputs")
   return x, y.astype(np.float32), labels
-
-
-def recorded_dataset(arrays_or_path) -> Optional[str]:
-  """The dataset name recorded in a support file (None if it records none)."""
-  arrays = io.load_npz(arrays_or_path) if isinstance(arrays_or_path, str) else arrays_or_path
-  config = recorded_config(arrays) or {}
-  data = config.get("data") or {}
-  return data.get("dataset") or config.get("dataset")

@@ -48,7 +48,7 @@ class Interrupted(Exception):
 
 
 class _Terminated(Exception):
-  pass
+  """Raised by the SIGTERM handler so that the loop checkpoints and stops."""
 
 
 def step_keys(key: jax.Array, step) -> tuple[jax.Array, jax.Array]:

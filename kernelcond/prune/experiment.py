@@ -230,19 +230,15 @@ def run(config: PruneConfig, dataset, workdir: str, log=lambda *a: None) -> dict
 def accuracy_figure(path: str, cells: dict, config: PruneConfig, title: str) -> None:
   """Mean test accuracy (std error bars) against the fraction kept, one line per method."""
   from kernelcond import plots
-  plt = plots._figure_module()
-  fig, ax = plt.subplots(figsize=(6, 4))
-  for method in config.methods:
-    points = [(f, c) for f in config.fractions
-              if (c := cell(cells, method, f)) and c.get("test_accuracy")]
-    if points:
-      ax.errorbar([f for f, _ in points], [c["test_accuracy_mean"] for _, c in points],
-                  yerr=[c["test_accuracy_std"] for _, c in points], marker="o", capsize=3,
-                  label=method)
-  ax.set(xlabel="fraction of training set kept", ylabel="test accuracy")
-  ax.invert_xaxis()
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  ax.set_title(title, fontsize=9)
-  fig.tight_layout()
-  plots.save_figure(fig, path, dpi=90)
+
+  def draw(ax):
+    for method in config.methods:
+      points = [(f, c) for f in config.fractions
+                if (c := cell(cells, method, f)) and c.get("test_accuracy")]
+      if points:
+        ax.errorbar([f for f, _ in points], [c["test_accuracy_mean"] for _, c in points],
+                    yerr=[c["test_accuracy_std"] for _, c in points], marker="o", capsize=3,
+                    label=method)
+
+  plots.curves_figure(path, draw, xlabel="fraction of training set kept",
+                      ylabel="test accuracy", title=title, title_size=9, invert_x=True, dpi=90)

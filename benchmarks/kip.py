@@ -2,6 +2,7 @@ r"""Seconds per KIP step for FC kernels on Fashion-MNIST, against the matmul rat
 
     python benchmarks/kip.py                                  # fc3 NTK, support 10/100/500
     python benchmarks/kip.py --specs=fc1,fc3 --supports=100 --target_batch=5000
+    python benchmarks/kip.py --profile --backends=native --supports=10,100   # where time goes
 
 For each spec, support size and backend (neural-tangents `nt` where it imports,
 and `native`), times the KIP step `kip.make_update` (jit-compiled; compilation excluded; the
@@ -23,6 +24,14 @@ classes, `L` hidden layers; a multiply-add counts 2):
             layer recursion     2 R L (n_t n_s + n_s^2)
             Gram matrices       2 n_t n_s d (d x_s from K_ts; x_t is data) + 4 n_s^2 d
                                 (x_s enters K_ss twice) + 2 n_s d (norms)
+
+`--profile` splits the native step of each spec and support size into its parts,
+each jit-compiled and timed alone in the same run (median of `--repeats`): the
+forward kernels (`K_ss`, `K_ts`), the support solve and prediction, the loss, the
+loss with its gradient (the adjoint is the difference), the whole step with Adam,
+drawing a target batch from the 60,000-image pool, and the host sync: one
+dispatched and awaited step versus a step inside a jitted chunk of 10
+(`lax.fori_loop`, as `condense.loop` runs them).
 
 The matmul terms (`4 n_t n_s d` dominate at d = 784) are the floor any
 implementation pays; the ratio column is the achieved FLOP rate of the whole
@@ -55,6 +64,7 @@ flags.DEFINE_bool("plain_nt", True, "Also time the direct neural-tangents refere
 flags.DEFINE_integer("repeats", 10, "Timed steps (the median is reported).")
 flags.DEFINE_bool("synthetic", False, "Gaussian inputs instead of Fashion-MNIST.")
 flags.DEFINE_string("data_dir", None, "Fashion-MNIST directory (default: the apt location).")
+flags.DEFINE_bool("profile", False, "Time the parts of the native step instead (see above).")
 
 NUM_CLASSES = 10
 R_PER_ENTRY = 20
@@ -113,6 +123,57 @@ def _plain_nt_step(spec, reg: float, lr: float):
   return step, opt
 
 
+def profile_parts(kernel_fn, config, x_pool, y_pool, n_s: int, n_t: int) -> dict:
+  """Median seconds of each part of one KIP step (see the module docstring)."""
+  from kernelcond.condense import base
+
+  get, reg, repeats = config.kernel_type, config.reg, FLAGS.repeats
+  x_s, y_s = jnp.asarray(x_pool[n_t:n_t + n_s]), jnp.asarray(y_pool[n_t:n_t + n_s])
+  x_t, y_t = jnp.asarray(x_pool[:n_t]), jnp.asarray(y_pool[:n_t])
+  params = {"x_support": x_s, "y_support": y_s}
+  kernels_fwd = jax.jit(lambda xs, xt: (kernel_fn(xs, xs, get), kernel_fn(xt, xs, get)))
+  k_ss, k_ts = kernels_fwd(x_s, x_t)
+  solve = jax.jit(lambda k_ss, k_ts, y: k_ts @ krr.solve(k_ss, y, reg))
+  loss = jax.jit(lambda p, x, y: kip.loss_fn(p, x, y, kernel_fn, reg, get))
+  loss_grad = jax.jit(jax.value_and_grad(lambda p, x, y: kip.loss_fn(p, x, y, kernel_fn, reg,
+                                                                       get)))
+  opt = kip.make_optimizer(config)
+  state = kip.init_state(x_s, y_s, opt)
+  update = kip.make_update(kernel_fn, config, opt, n_devices=1)
+  step = jax.jit(update)
+  key = jax.random.PRNGKey(0)
+  data = base.Data.create(jnp.asarray(x_pool), jnp.asarray(y_pool),
+                          jnp.asarray(y_pool.argmax(-1)))
+  sample = jax.jit(lambda k, d: base.sample_examples(k, d, n_t))
+
+  @jax.jit
+  def chunk(state, x, y):
+    return jax.lax.fori_loop(0, 10, lambda i, s: update(s, (x, y), key)[0], state)
+
+  ready = jax.block_until_ready
+  return {
+      "kernels K_ss, K_ts": _median_time(lambda: ready(kernels_fwd(x_s, x_t)), repeats),
+      "solve + predict": _median_time(lambda: ready(solve(k_ss, k_ts, y_s)), repeats),
+      "loss (forward)": _median_time(lambda: ready(loss(params, x_t, y_t)), repeats),
+      "loss + gradient": _median_time(lambda: ready(loss_grad(params, x_t, y_t)), repeats),
+      "step (+ Adam)": _median_time(lambda: ready(step(state, (x_t, y_t), key)), repeats),
+      "sample batch": _median_time(lambda: ready(sample(key, data)), repeats),
+      "step in chunk of 10": _median_time(lambda: ready(chunk(state, x_t, y_t)), repeats) / 10,
+  }
+
+
+def print_profile(rate: float, x_pool, y_pool, n_t: int) -> None:
+  config = kip.KipConfig(kernel_type=FLAGS.kernel_type, target_batch=n_t,
+                         lr_schedule="constant")
+  print(f"{'spec':<6}{'support':>8}  {'part':<22}{'ms':>9}")
+  for name in FLAGS.specs:
+    kernel_fn = kernels.make_kernel_fn(name, "native")
+    for n_s in (int(v) for v in FLAGS.supports):
+      for part, seconds in profile_parts(kernel_fn, config, x_pool, y_pool, n_s, n_t).items():
+        print(f"{name:<6}{n_s:>8}  {part:<22}{seconds * 1e3:>9.2f}")
+      sys.stdout.flush()
+
+
 def main(argv):
   del argv
   rate = _timing.matmul_rate()
@@ -123,6 +184,9 @@ def main(argv):
         f"float32 matmul rate: {rate / 1e9:.1f} GFLOP/s; "
         f"{'Gaussian' if FLAGS.synthetic else 'Fashion-MNIST'} inputs, d={d}, "
         f"target batch {n_t}, kernel {FLAGS.kernel_type}")
+  if FLAGS.profile:
+    print_profile(rate, x_pool, y_pool, n_t)
+    return
   backends = [b for b in FLAGS.backends if b != "nt" or kernels.neural_tangents_available()]
   plain = FLAGS.plain_nt and kernels.neural_tangents_available() and FLAGS.kernel_type == "ntk"
   header = (f"{'spec':<6}{'support':>8}{'backend':>10}{'ms/step':>10}{'GFLOP':>8}"

@@ -7,13 +7,14 @@ import sys
 
 import numpy as np
 
-SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "experiments", "krr_baseline.py")
+SCRIPT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "experiments",
+                                      "krr_baseline.py"))
 
 
-def _run(*args):
+def _run(*args, cwd=None):
   env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
   return subprocess.run([sys.executable, SCRIPT, "--dataset=digits", *args],
-                        capture_output=True, text=True, env=env, timeout=300)
+                        capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
 
 
 def test_results_resume_and_bad_ipc(tmp_path):
@@ -39,7 +40,7 @@ def test_results_resume_and_bad_ipc(tmp_path):
 
   again = _run("--ipc=1,5", "--seeds=0,1", f"--workdir={workdir}")
   assert again.returncode == 0
-  assert "already done" in again.stderr
+  assert again.stdout.startswith("already finished") and "ipc5/seed1 : KRR" in again.stdout
   assert json.load(open(os.path.join(workdir, "results.json")))["evaluations"] == evaluations
 
   other = _run("--ipc=1,5", "--seeds=0,1", "--reg=0.1", f"--workdir={workdir}")
@@ -50,3 +51,42 @@ def test_results_resume_and_bad_ipc(tmp_path):
   assert too_many.returncode != 0
   assert "Traceback" not in too_many.stderr and "class" in too_many.stderr
   assert not os.path.exists(bad)
+
+
+def test_bad_values_fail_in_one_line_before_writing(tmp_path):
+  afile = tmp_path / "afile"
+  afile.write_text("")
+  cases = {"--reg=-1": "--reg", "--reg=inf": "--reg", "--ipc=ten": "--ipc", "--ipc=0": "--ipc",
+           "--cg_tol=0": "--cg_tol", "--solver=qr": "--solver",
+           f"--workdir={afile}": "--workdir"}
+  for arg, flag in cases.items():
+    args = [arg] if arg.startswith("--workdir") else [arg, f"--workdir={tmp_path / 'w'}"]
+    out = _run(*args)
+    assert out.returncode == 1, (arg, out.stderr[-1000:])
+    lines = [l for l in out.stderr.splitlines() if l.startswith("error")]
+    assert len(lines) == 1 and flag in lines[0] and "Traceback" not in out.stderr, (arg, lines)
+    assert not os.path.exists(tmp_path / "w"), arg
+
+
+def test_whole_training_set_by_cg_in_the_default_workdir(tmp_path):
+  from kernelcond import data as kdata
+  from kernelcond import kernels
+  from kernelcond import krr
+  from kernelcond import preprocess
+
+  out = _run("--ipc=all", "--solver=cg", "--cg_rank=200", "--cg_tol=1e-6", cwd=tmp_path)
+  assert out.returncode == 0, out.stderr[-2000:]
+  results = json.load(open(tmp_path / "runs" / "krr_baseline" / "results.json"))
+  (name, cell), = results["evaluations"].items()
+  assert name == "all" and cell["support_size"] == 1347 and cell["subset"]["all"]
+  cg = cell["krr"]["cg"]
+  assert cell["krr"]["solver"] == "cg" and cg["converged"] and cg["preconditioner"] == "nystrom"
+  assert results["config"]["solver"]["rank"] == 200
+  # The same fit by Cholesky of the whole kernel.
+  data = preprocess.prepare(kdata.load_dataset("digits", None, "local"), standardize=True)
+  expected = krr.evaluate(kernels.make_kernel_fn("fc3", cell["krr"]["backend"]), data.x_train,
+                          preprocess.one_hot(data.y_train, 10), data.x_test, data.y_test)
+  assert abs(cell["krr"]["accuracy"] - expected["accuracy"]) <= 1 / len(data.y_test)
+  again = _run("--ipc=all", "--solver=cg", "--cg_rank=200", "--cg_tol=1e-6", cwd=tmp_path)
+  assert again.returncode == 0 and again.stdout.startswith("already finished")
+  assert "all : KRR" in again.stdout

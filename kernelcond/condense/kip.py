@@ -19,10 +19,11 @@ Loss normalisation (exactly): half the mean of the squared error over all
 `2 * n_classes` times this loss.)
 
 `make(config)` returns the method as a `base.Condenser` (pure `init` / `update`
-pair); `condense.loop.run` drives it. The target batch of a step is split across local
-devices (`jax.shard_map`): each device computes `K_ts` for its shard, the small
-support solve is replicated, and per-device losses and gradients are summed
-with `psum`, so 1 and N devices give the same loss and gradients.
+pair); `condense.loop.run` drives it. The target batch of a step is split across
+all devices of all processes (`jax.shard_map` over `distributed.global_mesh`):
+each device computes `K_ts` for its shard, the small support solve is
+replicated, and per-device losses and gradients are summed with `psum`, so 1
+and N devices (in 1 or several processes) give the same loss and gradients.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from typing import Any, Callable, Optional
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
+from kernelcond import distributed
 from kernelcond import kernels
 from kernelcond import krr
 from kernelcond.condense import base
@@ -233,14 +234,6 @@ def loss_fn(params: dict, x_target, y_target, kernel_fn, reg: float = 1e-6,
   return 0.5 * sq_sum / (n * c)
 
 
-def _shard_map(fn, mesh, in_specs, out_specs):
-  """`jax.shard_map` on new JAX, `jax.experimental.shard_map` on old (no rep checks)."""
-  if hasattr(jax, "shard_map"):
-    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
-                         check_vma=False)
-  from jax.experimental.shard_map import shard_map
-  return shard_map(fn, mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
-
 
 def make_loss_and_grad(kernel_fn, config: KipConfig, n_devices: Optional[int] = None):
   """The differentiated core of a KIP step, with the target batch sharded.
@@ -248,11 +241,14 @@ def make_loss_and_grad(kernel_fn, config: KipConfig, n_devices: Optional[int] = 
   Args:
     kernel_fn: `kernel_fn(x1, x2, get)` from `kernels.make_kernel_fn`.
     config: a `KipConfig` (its `kernel_type` and `reg` are used).
-    n_devices: local devices the target batch is split over (default: all).
-      With 1 there is no sharding; otherwise the batch is zero-padded to a
-      multiple of `n_devices` (padding gets weight 0) and each device computes
-      `K_ts` on its shard while the support solve is replicated; losses and
-      gradients are summed across devices with `psum`.
+    n_devices: devices the target batch is split over: the first `n_devices` of
+      `jax.devices()`, every device of every process by default
+      (`distributed.global_mesh`). With 1 there is no sharding; otherwise the
+      batch is zero-padded to a multiple of `n_devices` (padding gets weight 0)
+      and each device computes `K_ts` on its shard while the support solve is
+      replicated; losses and gradients are summed across devices with `psum`.
+      With several processes every process passes the same parameters and batch
+      and gets the same loss and gradients.
 
   Returns:
     A pure (not yet jitted) `fn(params, x_target, y_target, use_ntk) ->
@@ -261,11 +257,11 @@ def make_loss_and_grad(kernel_fn, config: KipConfig, n_devices: Optional[int] = 
     accuracy on the batch and the gradient of the loss w.r.t. `params`.
 
   Raises:
-    ValueError: if `n_devices` is not between 1 and the local device count.
+    ValueError: if `n_devices` is not between 1 and the device count (all of
+      them with several processes).
   """
-  n_devices = jax.local_device_count() if n_devices is None else int(n_devices)
-  if not 1 <= n_devices <= jax.local_device_count():
-    raise ValueError(f"n_devices must be in [1, {jax.local_device_count()}], got {n_devices}")
+  mesh = distributed.global_mesh("targets", n_devices)
+  n_devices = mesh.size
   reg = config.reg
 
   def one_kernel(get, params, x_t, y_t, w):
@@ -284,13 +280,12 @@ def make_loss_and_grad(kernel_fn, config: KipConfig, n_devices: Optional[int] = 
   if n_devices == 1:
     sums = local
   else:
-    mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()[:n_devices]), ("targets",))
     spec = jax.sharding.PartitionSpec
 
     def sharded(params, x_t, y_t, w, use_ntk):
       return jax.lax.psum(local(params, x_t, y_t, w, use_ntk), "targets")
 
-    sums = _shard_map(
+    sums = distributed.shard_map(
         sharded, mesh,
         in_specs=(spec(), spec("targets"), spec("targets"), spec("targets"), spec()),
         out_specs=spec())
@@ -322,8 +317,8 @@ def make_update(kernel_fn, config: KipConfig,
     config: a `KipConfig`.
     optimizer: optax transformation (default `make_optimizer(config)`); must be
       the one `init_state` was given.
-    n_devices: local devices the target batch is split over (default: all); see
-      `make_loss_and_grad`.
+    n_devices: devices the target batch is split over (default: all, of all
+      processes); see `make_loss_and_grad`.
 
   Returns:
     `update(state, (x_target, y_target), key)` with `x_target` `(n_t, ...)`,
@@ -359,7 +354,7 @@ def make(config: KipConfig, kernel_fn=None, n_devices: Optional[int] = None) -> 
     config: a `KipConfig`.
     kernel_fn: the kernel (default: `kernels.make_kernel_fn(config.kernel,
       config.kernel_backend)`); RFAD passes a random-feature kernel.
-    n_devices: local devices the target batch is split over (default: all).
+    n_devices: devices the target batch is split over (default: all, of all processes).
   """
   if kernel_fn is None:
     kernel_fn = kernels.make_kernel_fn(config.kernel, config.kernel_backend)

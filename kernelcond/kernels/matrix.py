@@ -1,4 +1,8 @@
-"""Kernel matrices over large inputs: memory-bounded blocks spread over local devices."""
+"""Kernel matrices over large inputs: memory-bounded blocks sharded over every device.
+
+Row blocks are split over a global mesh (`distributed.global_mesh`): all devices of
+all processes of a `jax.distributed` run, or the local devices of one process.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,12 @@ from typing import Callable, Optional, Union
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, PartitionSpec
+
+from kernelcond import distributed
 
 Get = Union[str, tuple[str, ...]]
+_AXIS = "rows"
 
 
 def _pad_rows(x: np.ndarray, multiple: int) -> np.ndarray:
@@ -21,8 +29,8 @@ def _pad_rows(x: np.ndarray, multiple: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=32)
-def _block_fn(kernel_fn: Callable, get: Get, n_devices: int):
-  """pmap over devices of: one x1 block against every x2 block (lax.map)."""
+def _block_fn(kernel_fn: Callable, get: Get, mesh: Mesh):
+  """Jitted over `mesh`: each device takes its x1 rows against every x2 block (lax.map)."""
 
   def one_block(x1_block, x2_blocks):
     out = jax.lax.map(lambda x2b: kernel_fn(x1_block, x2b, get), x2_blocks)
@@ -30,19 +38,23 @@ def _block_fn(kernel_fn: Callable, get: Get, n_devices: int):
     fix = lambda k: jnp.moveaxis(k, 0, 1).reshape(k.shape[1], -1)
     return tuple(map(fix, out)) if isinstance(get, tuple) else fix(out)
 
-  devices = jax.local_devices()[:n_devices]
-  return jax.pmap(one_block, in_axes=(0, None), devices=devices)
+  rows = PartitionSpec(_AXIS)
+  out_specs = tuple(rows for _ in get) if isinstance(get, tuple) else rows
+  return jax.jit(distributed.shard_map(one_block, mesh, in_specs=(rows, PartitionSpec()),
+                           out_specs=out_specs))
 
 
 def kernel_matrix(kernel_fn: Callable, x1, x2=None, get: Get = "ntk",
                   batch_size: int = 256, n_devices: Optional[int] = None):
-  """Computes `kernel_fn(x1, x2, get)` in `batch_size` blocks over all local devices.
+  """Computes `kernel_fn(x1, x2, get)` in `batch_size` blocks over every device.
 
   Rows of `x1` are padded to a multiple of `n_devices * batch_size` and columns
   of `x2` to a multiple of `batch_size` (padding is sliced off again), so any
-  sizes work. Blocks of rows are spread across devices with `jax.pmap`; each
-  device loops over column blocks, so memory is bounded by one
-  `(batch_size, batch_size)` kernel block (times its spatial size for conv).
+  sizes work. Each chunk of `n_devices * b1` rows is split over the devices of
+  `distributed.global_mesh` (all processes of a `jax.distributed` run: every
+  process passes the same `x1`, `x2` and gets the whole matrix); each device
+  loops over column blocks, so memory is bounded by one `(batch_size,
+  batch_size)` kernel block (times its spatial size for conv) per device.
 
   Args:
     kernel_fn: `kernel_fn(x1, x2, get)`, e.g. from `make_kernel_fn` or
@@ -51,29 +63,32 @@ def kernel_matrix(kernel_fn: Callable, x1, x2=None, get: Get = "ntk",
     x2: `(n2, ...)` inputs, or None for `x1`.
     get: 'nngp', 'ntk' or a tuple of them.
     batch_size: block edge.
-    n_devices: how many local devices to use (default: all).
+    n_devices: how many of `jax.devices()` to use (default: all; with several
+      processes it must be all).
 
   Returns:
-    `(n1, n2)` numpy array (a tuple of them for a tuple `get`).
+    `(n1, n2)` numpy array (a tuple of them for a tuple `get`), on every process.
   """
   x1 = np.asarray(x1)
   x2 = x1 if x2 is None else np.asarray(x2)
   n1, n2 = len(x1), len(x2)
-  d = n_devices or jax.local_device_count()
+  mesh = distributed.global_mesh(_AXIS, n_devices)
+  d = mesh.size
   b1 = max(1, min(batch_size, -(-n1 // d)))
   b2 = max(1, min(batch_size, n2))
   x1p = _pad_rows(x1, d * b1)
   x2p = _pad_rows(x2, b2).reshape((-1, b2) + x2.shape[1:])
-  fn = _block_fn(kernel_fn, get, d)
+  fn = _block_fn(kernel_fn, get, mesh)
+  x2_global = distributed.to_global(x2p, mesh, PartitionSpec())
   rows = []
-  x2_dev = jnp.asarray(x2p)
   for start in range(0, len(x1p), d * b1):
-    chunk = x1p[start:start + d * b1].reshape((d, b1) + x1.shape[1:])
-    rows.append(jax.device_get(fn(chunk, x2_dev)))
+    chunk = distributed.to_global(x1p[start:start + d * b1], mesh, PartitionSpec(_AXIS))
+    out = fn(chunk, x2_global)
+    rows.append(tuple(map(distributed.gather, out)) if isinstance(get, tuple)
+                else distributed.gather(out))
 
   def assemble(parts):
-    full = np.concatenate([p.reshape(-1, p.shape[-1]) for p in parts])
-    return full[:n1, :n2]
+    return np.concatenate(parts)[:n1, :n2]
 
   if isinstance(get, tuple):
     return tuple(assemble([r[i] for r in rows]) for i in range(len(get)))

@@ -1,4 +1,4 @@
-r"""Per-example-gradient throughput of GraNd against a plain batched backward pass.
+r"""Throughput of the pruning scores against a plain batched backward pass.
 
     python benchmarks/scores.py                       # ConvNet, 28x28x1, 2048 examples
     python benchmarks/scores.py --norms=instance,batch --n=4096 --batch_size=512
@@ -12,7 +12,17 @@ random values, 10 classes), times over the same `--n` examples and chunk size:
                parameters and their norms (Data Diet, arXiv:2107.07075);
   grand-head   `scores.grand(last_layer_only=True)`: features once, then
                per-example gradients of the classifier only;
-  el2n         `scores.el2n`: one inference forward pass.
+  el2n         `scores.el2n`: one inference forward pass;
+  curvature    `scores.curvature`: 1 + `--curvature_draws` input gradients per
+               example (finite-difference Hessian-vector products, Garg & Roy 2023);
+  krr_loo      `scores.krr_loo` (fc3 NTK, `--kernel_n` examples): the kernel matrix,
+               the ridge chosen by exact leave-one-out error over 4 values, then
+               the leave-one-out residuals (no network);
+  krr_el2n     `scores.krr_el2n`: the same kernel, then two KRR fits on halves.
+
+The kernel scores run once (they do not depend on the ConvNet); their
+/fwd+bwd ratio is against the first model's fwd+bwd per example, scaled to
+`--kernel_n` examples (their cost grows as n^3, so the ratio holds for that n only).
 
 With `--train_steps > 0` it also times `train.train_step` (SGD, train-mode
 normalisation, batch `--train_batch`) and extrapolates to seconds per epoch of
@@ -45,6 +55,8 @@ flags.DEFINE_list("norms", ["instance", "batch"], "ConvNet normalisations to tim
 flags.DEFINE_integer("repeats", 3, "Timed repetitions (best is reported).")
 flags.DEFINE_integer("train_steps", 30, "Timed SGD steps per model (0: skip).")
 flags.DEFINE_integer("train_batch", 128, "Batch size of the timed SGD steps.")
+flags.DEFINE_integer("curvature_draws", 10, "Rademacher directions of the curvature score.")
+flags.DEFINE_integer("kernel_n", 2048, "Examples of the kernel scores (0: skip them).")
 
 
 def _seconds_per_step(state: train.TrainState, steps: int, batch_size: int) -> float:
@@ -100,6 +112,7 @@ def main(argv):
   header = f"{'model':<28}{'params':>9}{'method':>12}{'seconds':>10}{'examples/s':>12}{'/fwd+bwd':>10}"
   print(header)
   print("-" * len(header))
+  first_floor = None
   for norm in FLAGS.norms:
     config = train.TrainConfig(model="convnet", model_kwargs={"width": FLAGS.width,
                                                               "depth": FLAGS.depth, "norm": norm})
@@ -111,11 +124,14 @@ def main(argv):
         "grand": lambda: scores.grand(state, x, y, batch_size=bs),
         "grand-head": lambda: scores.grand(state, x, y, batch_size=bs, last_layer_only=True),
         "el2n": lambda: scores.el2n(state, x, y, batch_size=bs),
+        "curvature": lambda: scores.curvature(state, x, y, batch_size=bs,
+                                              draws=FLAGS.curvature_draws),
     }
     floor = None
     for method, fn in runs.items():
-      seconds = _best(fn, FLAGS.repeats)
+      seconds = _best(fn, FLAGS.repeats if method != "curvature" else 1)
       floor = seconds if floor is None else floor
+      first_floor = first_floor or floor
       print(f"{name:<28}{num_params:>9}{method:>12}{seconds:>10.3f}{n / seconds:>12.0f}"
             f"{seconds / floor:>10.2f}")
     if FLAGS.train_steps > 0:
@@ -123,6 +139,15 @@ def main(argv):
       epoch = per_step * (60000 // FLAGS.train_batch)
       print(f"{name:<28}{'':>9}{'sgd step':>12}{per_step:>10.3f}"
             f"{FLAGS.train_batch / per_step:>12.0f}   -> {epoch:.1f} s per 60k-example epoch")
+  if FLAGS.kernel_n > 0:
+    m = min(FLAGS.kernel_n, n)
+    floor = first_floor * m / n  # fwd+bwd of the first model over m examples
+    for method in ("krr_loo", "krr_el2n"):
+      fn = lambda method=method: scores.compute_scores(
+          method, x[:m], y[:m], train.TrainConfig(), num_classes=10, kernel="fc3")
+      seconds = _best(fn, 1)
+      print(f"{'fc3 NTK, n=' + str(m):<28}{'-':>9}{method:>12}{seconds:>10.3f}"
+            f"{m / seconds:>12.0f}{seconds / floor:>10.2f}")
   print("/fwd+bwd: time relative to one batched mean-loss gradient over the same examples.")
 
 

@@ -119,7 +119,7 @@ def test_scores_average_over_independent_inits(data):
 def test_bad_inputs(data):
   x, y = data
   config = train.TrainConfig(model="mlp", model_kwargs={"widths": (4,)})
-  with pytest.raises(ValueError, match="el2n, grand, forgetting"):
+  with pytest.raises(ValueError, match="el2n, grand, forgetting, curvature, krr_loo, krr_el2n"):
     scores.compute_scores("loss", x, y, config)
   with pytest.raises(ValueError, match="epochs >= 1"):
     scores.compute_scores("forgetting", x, y, config, epochs=0)
@@ -143,3 +143,101 @@ def test_scores_file_round_trip_and_refuses_another_dataset(tmp_path, data):
     scores.load_scores(path, fp, "grand")
   with pytest.raises(FileNotFoundError):
     scores.load_scores(str(tmp_path / "missing.npz"), fp)
+
+
+@pytest.fixture(scope="module")
+def smooth_state(data):
+  """A trained erf network: its input gradient is smooth, so finite differences converge."""
+  config = train.TrainConfig(model="spec_net", model_kwargs={"spec": "fc2:activation=erf",
+                                                             "width": 16},
+                             epochs=3, batch_size=4, lr=0.1, seed=1)
+  state, _ = train.train_and_evaluate(config, *data, num_classes=CLASSES)
+  return state
+
+
+def test_curvature_matches_exact_hessian_vector_products(data, smooth_state):
+  x, y = data
+  got = scores.curvature(smooth_state, x, y, seed=4, batch_size=5)  # 12 = 5 + 5 + 2 (padded)
+  grad_fn = scores.input_gradient_fn(smooth_state)
+  # Exact H_x v by forward-over-reverse differentiation, same directions.
+  exact = jax.jit(jax.vmap(lambda xi, yi, v: jnp.linalg.norm(
+      jax.jvp(lambda z: grad_fn(z, yi), (xi,), (v,))[1]), in_axes=(None, None, 0)))
+  expected = []
+  for i in range(N):
+    directions = scores.curvature_directions(4, i, x.shape[1:], scores.CURVATURE_DRAWS)
+    assert set(np.unique(np.asarray(directions))) == {-1.0, 1.0}
+    expected.append(float(jnp.mean(exact(jnp.asarray(x[i]), y[i], directions))))
+  np.testing.assert_allclose(got, expected, rtol=2e-2)
+  assert np.std(got) > 0.05 * np.mean(got)  # examples differ: the check can fail
+  # Chunking does not change an example's directions.
+  np.testing.assert_allclose(scores.curvature(smooth_state, x, y, seed=4, batch_size=12), got,
+                             rtol=1e-5)
+
+
+def _fc3_kernel(x):
+  from kernelcond import kernels
+  return np.asarray(kernels.kernel_matrix(kernels.make_kernel_fn("fc3", "native"), x), np.float64)
+
+
+def test_krr_loo_matches_refitting_without_each_example(data):
+  x, y = data
+  k = _fc3_kernel(x)
+  t = np.eye(CLASSES)[y] - 1.0 / CLASSES
+  reg = 1e-2
+  lam = reg * np.trace(k) / N  # the ridge is computed once, from the full kernel
+  expected = []
+  for i in range(N):
+    rest = np.arange(N) != i
+    alpha = np.linalg.solve(k[np.ix_(rest, rest)] + lam * np.eye(N - 1), t[rest])
+    expected.append(np.linalg.norm(t[i] - k[i, rest] @ alpha))
+  np.testing.assert_allclose(scores.krr_loo(x, y, CLASSES, "fc3", reg), expected, rtol=2e-3)
+  with pytest.raises(ValueError, match="n <= 5"):
+    scores.krr_loo(x, y, CLASSES, "fc3", reg, max_n=5)
+
+
+def test_krr_el2n_predicts_each_half_from_the_other(data):
+  from kernelcond.prune import select
+  x, y = data
+  k = _fc3_kernel(x)
+  t = np.eye(CLASSES)[y] - 1.0 / CLASSES
+  reg = 1e-2
+  first = np.zeros(N, bool)
+  first[select.random_subset(y, 0.5, 7)] = True
+  expected = np.zeros(N)
+  for a in (first, ~first):
+    k_aa = k[np.ix_(a, a)]
+    alpha = np.linalg.solve(k_aa + reg * np.trace(k_aa) / a.sum() * np.eye(a.sum()), t[a])
+    expected[~a] = np.linalg.norm(k[np.ix_(~a, a)] @ alpha - t[~a], axis=1)
+  got = scores.krr_el2n(x, y, CLASSES, "fc3", reg, seed=7)
+  np.testing.assert_allclose(got, expected, rtol=2e-3)
+  assert not np.allclose(got, scores.krr_el2n(x, y, CLASSES, "fc3", reg, seed=8))
+
+
+def test_kernel_scores_through_the_registry(data):
+  x, y = data
+  config = train.TrainConfig(model="mlp", model_kwargs={"widths": (4,)})
+  loo = scores.compute_scores("krr_loo", x, y, config, num_inits=3, num_classes=CLASSES,
+                              kernel_reg=1e-2)
+  np.testing.assert_allclose(loo, scores.krr_loo(x, y, CLASSES, "fc3", 1e-2), rtol=1e-6)
+  el2n = scores.compute_scores("krr_el2n", x, y, config, num_inits=2, seed=7,
+                               num_classes=CLASSES, kernel_reg=1e-2)
+  halves = [scores.krr_el2n(x, y, CLASSES, "fc3", 1e-2, seed=s) for s in (7, 8)]
+  np.testing.assert_allclose(el2n, (halves[0] + halves[1]) / 2, rtol=1e-5)
+  chosen = scores.krr_reg_by_loo(_fc3_kernel(x).astype(np.float32),
+                                 np.eye(CLASSES, dtype=np.float32)[y] - 1 / CLASSES)
+  assert chosen in scores.KRR_REGS
+
+
+def test_spearman_matrix_against_rank_pearson():
+  rng = np.random.default_rng(0)
+  a = rng.random(30)
+  named = {"a": a, "b": a ** 3 + 0.01 * rng.random(30), "c": -a, "d": rng.random(30)}
+  names, rho = scores.spearman_matrix(named)
+  assert names == ["a", "b", "c", "d"]
+  ranks = {k: np.argsort(np.argsort(v)) for k, v in named.items()}
+  for i, p in enumerate(names):
+    for j, q in enumerate(names):
+      np.testing.assert_allclose(rho[i, j], np.corrcoef(ranks[p], ranks[q])[0, 1], atol=1e-12)
+  assert rho[0, 2] == pytest.approx(-1.0)
+  with pytest.raises(ValueError, match="at least two"):
+    scores.spearman_matrix({"a": a})

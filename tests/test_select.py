@@ -1,4 +1,4 @@
-"""Selection: fractions, offsets, class balance, herding and k-center known answers, errors."""
+"""Selection: fractions, offsets, class balance, CCS, herding and k-center known answers, errors."""
 
 import numpy as np
 import pytest
@@ -105,14 +105,77 @@ def test_select_registry_and_errors():
   labels = np.repeat(np.arange(2), 10)
   scores = np.arange(20.0)
   feats = np.arange(40.0).reshape(20, 2)
-  np.testing.assert_array_equal(select.select("score", 0.25, scores=scores), np.arange(15, 20))
+  np.testing.assert_array_equal(select.select("hardest", 0.25, scores=scores), np.arange(15, 20))
+  np.testing.assert_array_equal(select.select("easiest", 0.25, scores=scores), np.arange(5))
+  assert len(select.select("ccs", 0.25, scores=scores, labels=labels, beta=0.1)) == 5
   np.testing.assert_array_equal(select.select("random", 0.5, labels=labels, seed=4),
                                 select.random_subset(labels, 0.5, 4))
   assert len(select.select("herding", 0.5, labels=labels, features=feats)) == 10
   assert len(select.select("kcenter", 0.5, labels=labels, features=feats)) == 10
-  with pytest.raises(ValueError, match="random, score, herding, kcenter"):
+  with pytest.raises(ValueError, match="hardest, easiest, ccs, random, herding, kcenter"):
     select.select("el2n_typo", 0.5, scores=scores)
   with pytest.raises(ValueError, match="needs features"):
     select.select("kcenter", 0.5, labels=labels)
   with pytest.raises(ValueError, match="fraction"):
     select.select("random", 1.01, labels=labels)
+
+
+def test_keep_easiest_keeps_lowest_scores():
+  scores = np.array([0.1, 0.9, 0.5, 0.7, 0.3, 0.8])
+  np.testing.assert_array_equal(select.keep_easiest(scores, 0.5), [0, 2, 4])
+  np.testing.assert_array_equal(select.keep_easiest(np.ones(5), 0.4), [0, 1])
+
+
+def test_allocate_budget_hand_worked():
+  # Visit order by size: #3 (0), #0 (1), #2 (3), #4 (6), #1 (10); budget 12:
+  # 0 -> min(0, 12//5)=0; #0 -> min(1, 12//4)=1 (11 left); #2 -> min(3, 11//3)=3
+  # (8 left); #4 -> min(6, 8//2)=4 (4 left); #1 -> min(10, 4//1)=4.
+  np.testing.assert_array_equal(select.allocate_budget([1, 10, 3, 0, 6], 12), [1, 4, 3, 0, 4])
+  np.testing.assert_array_equal(select.allocate_budget([2, 2], 4), [2, 2])
+  with pytest.raises(ValueError, match="budget"):
+    select.allocate_budget([1, 1], 3)
+
+
+def test_strata_are_equal_width_score_ranges():
+  np.testing.assert_array_equal(select.strata(np.array([0.0, 0.24, 0.25, 0.5, 0.99, 1.0]), 4),
+                                [0, 0, 1, 2, 3, 3])
+  np.testing.assert_array_equal(select.strata(np.ones(3), 4), [0, 0, 0])
+
+
+def _ccs_reference(scores, k, beta, num_strata):
+  """One class, by hand: drop the hardest, bin by equal width, count per bin."""
+  order = sorted(range(len(scores)), key=lambda i: -scores[i])
+  pool = sorted(order[int(np.floor(beta * len(scores) + 0.5)):])
+  lo, hi = min(scores[i] for i in pool), max(scores[i] for i in pool)
+  bins = {i: min(int((scores[i] - lo) / (hi - lo) * num_strata), num_strata - 1) for i in pool}
+  sizes = [sum(1 for i in pool if bins[i] == b) for b in range(num_strata)]
+  return pool, bins, select.allocate_budget(sizes, k)
+
+
+def test_ccs_drops_the_hardest_and_samples_each_stratum_per_allocation():
+  rng = np.random.default_rng(0)
+  scores = rng.exponential(size=200)  # skewed: most mass in the easy strata
+  labels = np.zeros(200, np.int64)
+  for seed in (0, 1):
+    idx = select.coverage_centric(scores, labels, 0.1, seed, beta=0.1, num_strata=5)
+    pool, bins, picks = _ccs_reference(scores, 20, 0.1, 5)
+    assert set(idx) <= set(pool)  # the 20 hardest are gone
+    np.testing.assert_array_equal(np.bincount([bins[i] for i in idx], minlength=5), picks)
+  # Hardest-first keeps only the top of the range; CCS reaches the easy strata.
+  assert scores[idx].min() < np.quantile(scores, 0.2) < scores[select.keep_by_score(scores, 0.1)].min()
+  assert not np.array_equal(idx, select.coverage_centric(scores, labels, 0.1, 0, 0.1, 5))
+
+
+def test_ccs_keeps_class_shares_and_uses_the_beta_rule():
+  rng = np.random.default_rng(3)
+  labels = np.repeat([0, 1], [60, 40])
+  scores = rng.random(100)
+  idx = select.coverage_centric(scores, labels, 0.2, seed=0)
+  np.testing.assert_array_equal(np.bincount(labels[idx]), [12, 8])
+  assert select.ccs_beta(0.8) == 0.0 and select.ccs_beta(0.5) == 0.0
+  assert select.ccs_beta(0.1) == pytest.approx(0.3) and select.ccs_beta(0.2) == pytest.approx(0.225)
+  # beta too large for the budget: the cut shrinks so each class keeps its share.
+  idx = select.coverage_centric(scores, labels, 0.9, seed=0, beta=0.5)
+  np.testing.assert_array_equal(np.bincount(labels[idx]), [54, 36])
+  with pytest.raises(ValueError, match="beta"):
+    select.coverage_centric(scores, labels, 0.2, 0, beta=1.0)

@@ -1,4 +1,4 @@
-"""Per-example difficulty scores for data pruning: EL2N, GraNd and forgetting.
+"""Per-example difficulty scores for data pruning.
 
 * EL2N (Paul, Ganguli, Dziugaite, arXiv:2107.07075, eq. 2): the L2 norm of the
   error vector `softmax(f(x)) - onehot(y)`.
@@ -7,6 +7,14 @@
   examples at once with `jax.vmap(jax.grad(...))` over memory-bounded chunks.
 * Forgetting (Toneva et al., arXiv:1812.05159): how often an example goes from
   correctly to incorrectly classified between consecutive epochs.
+* Curvature (Garg & Roy, "Samples with Low Loss Curvature Improve Data
+  Efficiency", CVPR 2023): a finite-difference Hutchinson-type estimate of
+  `E_v ||H_x v||`, the input Hessian of the example's loss applied to
+  Rademacher directions, `||grad_x L(x + h v) - grad_x L(x)|| / h`.
+* Kernel scores, no network training: `krr_loo`, the norm of the exact
+  leave-one-out residual of kernel ridge regression (`kernelcond.loo`), and
+  `krr_el2n`, the EL2N of a KRR prediction made without the example (fit on one
+  random half, predict the other, then swap).
 
 Every score is computed with the network in inference mode (BatchNorm uses its
 running averages, `train=False`), so an example's score does not depend on the
@@ -26,48 +34,88 @@ import dataclasses
 import functools
 import json
 import math
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from kernelcond import io
+from kernelcond import krr
+from kernelcond import loo
+from kernelcond import preprocess
 from kernelcond.registry import Registry
 from kernelcond.nets import losses
 from kernelcond.nets import train
 
-def _end_state_score(score_fn):
-  """A score computed from the network at the end of training: `fn(state, x, y, **kw)`."""
+CURVATURE_H = 1e-3  # finite-difference step (Garg & Roy, CVPR 2023)
+CURVATURE_DRAWS = 10  # Rademacher directions per example
+# The exact kernel scores hold an (n, n) kernel and its inverse factor in memory;
+# above this many examples they refuse (a blocked large-n version is not wired yet).
+KRR_EXACT_MAX_N = 6000
+# Relative ridges `krr_loo` / `krr_el2n` choose from by exact leave-one-out error.
+KRR_REGS = (1e-4, 1e-3, 1e-2, 1e-1)
 
-  def compute(config, x, y, epochs, num_classes, batch_size, last_layer_only):
-    state = _train_for_scores(config, x, y, epochs, num_classes)
-    return score_fn(state, x, y, batch_size, last_layer_only)
+
+@dataclasses.dataclass(frozen=True)
+class ScoreOptions:
+  """Settings of one score computation beyond the network's `TrainConfig`.
+
+  Attributes:
+    epochs: training epochs before scoring (0: at initialisation).
+    num_classes: number of classes.
+    batch_size: examples per compiled forward pass.
+    last_layer_only: GraNd with the classifier's gradient only.
+    kernel: kernel spec of the KRR scores (`kernels.get_spec`), its NTK is used.
+    kernel_reg: their relative ridge (`krr.regularized`); None: the one of
+      `KRR_REGS` with the lowest exact leave-one-out error on the whole set.
+  """
+  epochs: int = 0
+  num_classes: int = 10
+  batch_size: int = 1000
+  last_layer_only: bool = False
+  kernel: str = "fc3"
+  kernel_reg: Optional[float] = None
+
+
+class Score(NamedTuple):
+  """A registered score: `compute(config, x, y, options) -> (n,)` for one seed
+  (`config.seed`); `min_epochs` of training it needs; `seeded`: whether seeds
+  change it (a seedless score is computed once, not averaged over inits)."""
+  min_epochs: int
+  compute: Callable
+  seeded: bool = True
+
+
+def _end_state_score(score_fn):
+  """A score computed from the network at the end of training: `fn(state, x, y, options)`."""
+
+  def compute(config, x, y, options):
+    state = _train_for_scores(config, x, y, options.epochs, options.num_classes)
+    return score_fn(state, x, y, options)
 
   return compute
 
 
-def _forgetting(config, x, y, epochs, num_classes, batch_size, last_layer_only):
-  del last_layer_only
+def _forgetting(config, x, y, options):
   rows = []
-  record = lambda epoch, state: rows.append(correctness(state, x, y, batch_size))
-  _train_for_scores(config, x, y, epochs, num_classes, record)
+  record = lambda epoch, state: rows.append(correctness(state, x, y, options.batch_size))
+  _train_for_scores(config, x, y, options.epochs, options.num_classes, record)
   return forgetting_from_correctness(np.stack(rows))
 
 
-# name -> (minimum training epochs, `compute(config, x, y, epochs, num_classes,
-# batch_size, last_layer_only) -> (n,)` scores of one initialisation).
-SCORES: Registry = Registry("pruning score")
-SCORES.register("el2n", (0, _end_state_score(
-    lambda state, x, y, batch_size, _: el2n(state, x, y, batch_size))))
-SCORES.register("grand", (0, _end_state_score(
-    lambda state, x, y, batch_size, last: grand(state, x, y, last_layer_only=last))))
-SCORES.register("forgetting", (1, _forgetting))
-METHODS = SCORES.names()
+def _krr_loo_score(config, x, y, options):
+  del config  # no network, no randomness
+  return krr_loo(x, y, options.num_classes, options.kernel, options.kernel_reg)
 
 
-def _check_method(method: str) -> None:
-  SCORES.get(method)
+def _krr_el2n_score(config, x, y, options):
+  return krr_el2n(x, y, options.num_classes, options.kernel, options.kernel_reg,
+                  seed=config.seed)
+
+
+def _curvature_of_state(state, x, y, options):
+  return curvature(state, x, y, seed=0, batch_size=min(options.batch_size, 256))
 
 
 def _check_xy(x, y):
@@ -185,6 +233,203 @@ def grand(state: train.TrainState, x, y, *, batch_size: Optional[int] = None,
   return np.concatenate(out).astype(np.float32)
 
 
+def curvature_directions(seed: int, index, shape, draws: int = CURVATURE_DRAWS) -> jax.Array:
+  """`(draws,) + shape` Rademacher (+-1) directions of example `index` under `seed`.
+
+  Keyed by the example's index, so a score does not depend on how examples are
+  chunked.
+  """
+  keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), index), draws)
+  return jax.vmap(lambda k: jax.random.rademacher(k, tuple(shape), dtype=jnp.float32))(keys)
+
+
+def input_gradient_fn(state: train.TrainState) -> Callable:
+  """`g(x_i, y_i) -> (H, W, C)`: gradient of the example's loss with respect to its
+  input, network in inference mode (BatchNorm running averages)."""
+
+  def example_loss(xi, label):
+    logits = state.apply_fn(state.variables(), xi[None], train=False)
+    return losses.per_example_loss(logits, label[None], state.loss)[0]
+
+  return jax.grad(example_loss)
+
+
+@functools.partial(jax.jit, static_argnames=("draws",))
+def _curvature_chunk(state: train.TrainState, x, y, index, seed, h, draws: int):
+  input_grad = input_gradient_fn(state)
+
+  def one(xi, label, i):
+    g0 = input_grad(xi, label)
+    directions = curvature_directions(seed, i, xi.shape, draws)
+    diff = jax.vmap(lambda v: input_grad(xi + h * v, label) - g0)(directions)
+    return jnp.mean(jnp.sqrt(jnp.sum(jnp.square(diff.reshape(draws, -1)), axis=1))) / h
+
+  return jax.vmap(one)(x, y, index)
+
+
+def curvature(state: train.TrainState, x, y, *, h: float = CURVATURE_H,
+              draws: int = CURVATURE_DRAWS, seed: int = 0,
+              batch_size: int = 256) -> np.ndarray:
+  """Input-space loss curvature of every example (Garg & Roy, CVPR 2023).
+
+  `(1/R) sum_r ||grad_x L(x_i + h v_r) - grad_x L(x_i)||_2 / h` with `R = draws`
+  Rademacher directions `v_r` (`curvature_directions(seed, i, ...)`): a finite
+  difference of the input gradient, i.e. `(1/R) sum_r ||H_x v_r||` up to
+  `O(h)`, the Hutchinson-type estimate of the loss curvature at the example
+  (Garg & Roy average it without squaring; they also drop the `1/h`, a constant
+  factor that does not change the ranking). Loss of `state` ('xent' or 'mse'),
+  network in inference mode, uncentred outputs (as GraNd). For ReLU networks the
+  input gradient jumps where a unit changes sign: a step that crosses such a
+  kink adds `|jump| / h`, so the score then also measures closeness to kinks
+  (the finite difference is what Garg & Roy compute; the exact-HVP test uses a
+  smooth network).
+
+  Args:
+    state: a `train.TrainState`.
+    x: `(n, H, W, C)` inputs.
+    y: `(n,)` integer labels.
+    h: finite-difference step.
+    draws: Rademacher directions per example.
+    seed: seed of the directions.
+    batch_size: examples per vmapped chunk (the last one is padded).
+
+  Returns:
+    `(n,)` float32 scores, higher = more curved.
+  """
+  x, y = _check_xy(x, y)
+  if not h > 0 or draws < 1:
+    raise ValueError(f"curvature needs h > 0 and draws >= 1, got {h}, {draws}")
+  index = np.arange(x.shape[0], dtype=np.int32)
+  fn = lambda rows: _curvature_chunk(state, x[rows], y[rows], rows, seed, h, int(draws))
+  return train.map_batched(fn, index, batch_size).astype(np.float32)
+
+
+def _krr_kernel(x, spec: str, max_n: int) -> np.ndarray:
+  """The `(n, n)` NTK of `spec` on `x`, refusing sets above the exact limit."""
+  from kernelcond import kernels  # local: kernels pull in optional backends
+
+  n = x.shape[0]
+  if n > max_n:
+    raise ValueError(f"exact kernel scores hold an (n, n) kernel and support n <= {max_n}, "
+                     f"got n={n}: use a subset of the data (a blocked large-n version of "
+                     "kernelcond.loo is not wired into the scores yet)")
+  kernel_fn = kernels.make_kernel_fn(spec, "auto")
+  return np.asarray(kernels.kernel_matrix(kernel_fn, x, get="ntk"), np.float32)
+
+
+def _centred_targets(y, num_classes: int) -> np.ndarray:
+  return preprocess.one_hot(y, num_classes, center=True)
+
+
+def krr_reg_by_loo(k, targets, regs=KRR_REGS) -> float:
+  """The ridge of `regs` whose exact leave-one-out predictions misclassify fewest
+  examples (ties: the smaller ridge); a ridge with a non-finite solve is skipped."""
+  labels = np.argmax(targets, axis=1)
+  best, best_err = None, np.inf
+  for reg in regs:
+    try:
+      pred = np.asarray(loo.loo_predictions(k, targets, reg))
+    except ValueError:
+      continue
+    err = float(np.mean(np.argmax(pred, axis=1) != labels))
+    if err < best_err:
+      best, best_err = float(reg), err
+  if best is None:
+    raise ValueError(f"leave-one-out KRR is not finite for any ridge in {list(regs)}")
+  return best
+
+
+def krr_loo(x, y, num_classes: int, kernel: str = "fc3", reg: Optional[float] = None, *,
+            max_n: int = KRR_EXACT_MAX_N) -> np.ndarray:
+  """Kernel leave-one-out residual: `||t_i - f_{-i}(x_i)||_2` for every example.
+
+  `f_{-i}` is KRR with the NTK of `kernel`, fitted on every example but `i`, on
+  centred one-hot targets `t` (`preprocess.one_hot(center=True)`); all `n`
+  predictions come from one factorisation (`kernelcond.loo.loo_predictions`, the
+  PRESS identity). Examples the rest of the data does not explain (atypical or
+  mislabelled) score high. No network is trained.
+
+  Args:
+    x: `(n, ...)` inputs.
+    y: `(n,)` integer labels.
+    num_classes: number of classes.
+    kernel: kernel spec.
+    reg: relative ridge; None: `krr_reg_by_loo` over `KRR_REGS`.
+    max_n: the exact computation refuses larger sets.
+
+  Returns:
+    `(n,)` float32 scores.
+  """
+  x, y = _check_xy(x, y)
+  k = _krr_kernel(x, kernel, max_n)
+  t = _centred_targets(y, num_classes)
+  reg = krr_reg_by_loo(k, t) if reg is None else reg
+  pred = np.asarray(loo.loo_predictions(k, t, reg))
+  return np.linalg.norm(t - pred, axis=1).astype(np.float32)
+
+
+def krr_el2n(x, y, num_classes: int, kernel: str = "fc3", reg: Optional[float] = None, *,
+             seed: int = 0, max_n: int = KRR_EXACT_MAX_N) -> np.ndarray:
+  """EL2N of a kernel prediction made without the example: `||f(x_i) - t_i||_2`.
+
+  The training set is split into two class-stratified random halves
+  (`select.random_subset(y, 0.5, seed)` and the rest); KRR with the NTK of
+  `kernel` is fitted on one half (centred one-hot targets `t`) and predicts the
+  other, then the halves swap. The error vector is the regression residual,
+  the MSE analogue of Data Diet's EL2N (arXiv:2107.07075, eq. 2). No network is
+  trained.
+
+  Args:
+    x: `(n, ...)` inputs.
+    y: `(n,)` integer labels.
+    num_classes: number of classes.
+    kernel: kernel spec.
+    reg: relative ridge; None: `krr_reg_by_loo` over `KRR_REGS` on the whole set.
+    seed: seed of the split.
+    max_n: the exact computation refuses larger sets.
+
+  Returns:
+    `(n,)` float32 scores.
+  """
+  from kernelcond.prune import select  # local: select is a sibling module
+
+  x, y = _check_xy(x, y)
+  k = _krr_kernel(x, kernel, max_n)
+  t = _centred_targets(y, num_classes)
+  reg = krr_reg_by_loo(k, t) if reg is None else reg
+  first = np.zeros(x.shape[0], bool)
+  first[select.random_subset(y, 0.5, seed)] = True
+  pred = np.zeros_like(t)
+  for fit_on in (first, ~first):
+    predict_fn = krr.fit(k[np.ix_(fit_on, fit_on)], t[fit_on], reg)
+    pred[~fit_on] = np.asarray(predict_fn(k[np.ix_(~fit_on, fit_on)]))
+  return np.linalg.norm(pred - t, axis=1).astype(np.float32)
+
+
+def spearman_matrix(named_scores: dict) -> tuple[list, np.ndarray]:
+  """Spearman rank correlations between scores of the same examples.
+
+  Args:
+    named_scores: `{name: (n,) scores}`, at least two, all of one length.
+
+  Returns:
+    `(names, rho)`: the names in order and the `(m, m)` correlation matrix
+    (`scipy.stats.spearmanr`; ties get average ranks).
+  """
+  from scipy import stats
+
+  names = list(named_scores)
+  columns = [np.asarray(named_scores[name], np.float64) for name in names]
+  if len(names) < 2 or len({c.shape for c in columns}) != 1 or columns[0].ndim != 1:
+    raise ValueError("Spearman correlations need at least two score vectors of one length, "
+                     f"got {[(m, c.shape) for m, c in zip(names, columns)]}")
+  rho = np.ones((len(names), len(names)))
+  for i in range(len(names)):
+    for j in range(i + 1, len(names)):
+      rho[i, j] = rho[j, i] = stats.spearmanr(columns[i], columns[j])[0]
+  return names, rho
+
+
 def correctness(state: train.TrainState, x, y, batch_size: int = 1000) -> np.ndarray:
   """`(n,)` bool: whether `state` (inference mode) classifies each example correctly."""
   x, y = _check_xy(x, y)
@@ -236,7 +481,8 @@ def _train_for_scores(config: train.TrainConfig, x, y, epochs: int, num_classes:
 def compute_scores(method: str, x_train, y_train, config: train.TrainConfig,
                    num_inits: int = 1, epochs: int = 0, seed: int = 0, *,
                    num_classes: Optional[int] = None, last_layer_only: bool = False,
-                   batch_size: int = 1000) -> np.ndarray:
+                   batch_size: int = 1000, kernel: str = "fc3",
+                   kernel_reg: Optional[float] = None) -> np.ndarray:
   """A score averaged over independent initialisations.
 
   For each seed in `init_seeds(seed, num_inits)`, the network of `config` (with
@@ -244,10 +490,12 @@ def compute_scores(method: str, x_train, y_train, config: train.TrainConfig,
   `(x_train, y_train)` and every example is scored; the `num_inits` score
   vectors are averaged. With `epochs=0` the freshly initialised parameters are
   scored (no step is taken). For 'forgetting', the correctness of every example
-  is recorded after each of the `epochs` epochs.
+  is recorded after each of the `epochs` epochs. Kernel scores train nothing
+  (`config` only gives the seed of `krr_el2n`'s random halves; `krr_loo` has no
+  randomness and is computed once).
 
   Args:
-    method: 'el2n', 'grand' or 'forgetting'.
+    method: a name of `SCORES`.
     x_train: `(n, H, W, C)` preprocessed training inputs.
     y_train: `(n,)` integer labels.
     config: training settings; its `epochs`, `steps` and `seed` are replaced.
@@ -257,22 +505,29 @@ def compute_scores(method: str, x_train, y_train, config: train.TrainConfig,
     num_classes: default `1 + max(y_train)`.
     last_layer_only: GraNd only: gradient with respect to the classifier only.
     batch_size: examples per compiled forward pass (GraNd chooses its own).
+    kernel: kernel spec of the KRR scores.
+    kernel_reg: relative ridge of the KRR scores (None: chosen by exact
+      leave-one-out error among `KRR_REGS`).
 
   Returns:
     `(n,)` float32 scores in the order of `x_train`.
   """
-  min_epochs, compute = SCORES.get(method)
+  min_epochs, compute, seeded = SCORES.get(method)
   x_train, y_train = _check_xy(x_train, y_train)
   if num_inits < 1:
     raise ValueError(f"num_inits must be >= 1, got {num_inits}")
   if epochs < min_epochs:
     raise ValueError(f"{method} needs epochs >= {min_epochs}, got {epochs}")
   num_classes = int(num_classes if num_classes is not None else y_train.max() + 1)
+  options = ScoreOptions(epochs=int(epochs), num_classes=num_classes, batch_size=int(batch_size),
+                         last_layer_only=bool(last_layer_only), kernel=kernel,
+                         kernel_reg=kernel_reg)
+  seeds = init_seeds(seed, num_inits if seeded else 1)
   total = np.zeros(x_train.shape[0], np.float64)
-  for init_seed in init_seeds(seed, num_inits):
+  for init_seed in seeds:
     cfg = dataclasses.replace(config, seed=init_seed)
-    total += compute(cfg, x_train, y_train, epochs, num_classes, batch_size, last_layer_only)
-  return (total / num_inits).astype(np.float32)
+    total += compute(cfg, x_train, y_train, options)
+  return (total / len(seeds)).astype(np.float32)
 
 
 def compute_features(x_train, y_train, config: train.TrainConfig, epochs: int = 0,
@@ -346,3 +601,18 @@ def load_scores(path: str, fingerprint: Optional[str] = None,
   if not math.isfinite(float(np.sum(scores))):
     raise ValueError(f"Scores file {path} holds non-finite scores")
   return scores, meta
+
+
+# name -> Score(min training epochs, compute(config, x, y, options), seeded).
+SCORES: Registry = Registry("pruning score")
+SCORES.register("el2n", Score(0, _end_state_score(
+    lambda state, x, y, o: el2n(state, x, y, o.batch_size))))
+SCORES.register("grand", Score(0, _end_state_score(
+    lambda state, x, y, o: grand(state, x, y, last_layer_only=o.last_layer_only))))
+SCORES.register("forgetting", Score(1, _forgetting))
+SCORES.register("curvature", Score(0, _end_state_score(_curvature_of_state)))
+SCORES.register("krr_loo", Score(0, _krr_loo_score, seeded=False))
+SCORES.register("krr_el2n", Score(0, _krr_el2n_score))
+# Scores that train no network (no proxy model, no score epochs).
+KERNEL_SCORES = ("krr_loo", "krr_el2n")
+METHODS = SCORES.names()

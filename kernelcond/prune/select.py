@@ -6,6 +6,11 @@ and keeps `max(1, round(fraction * n))` examples (rounding half up), with
 
 * `keep_by_score`: the highest scores (hardest first, Data Diet,
   arXiv:2107.07075), optionally skipping the very hardest `offset` fraction.
+* `keep_easiest`: the lowest scores (easy first).
+* `coverage_centric`: coverage-centric selection (CCS, Zheng et al.,
+  arXiv:2210.15809, Algorithm 1), per class: drop the hardest `beta` fraction,
+  cut the rest into score strata of equal width and spread the budget evenly
+  over the strata (the smallest strata are taken whole first).
 * `random_subset`: uniform, by default stratified by class.
 * `herding`: per class, greedily matches the class mean of the features
   (herding, Welling 2009, in the mean-matching form of Chen, Welling, Smola,
@@ -18,8 +23,9 @@ and keeps `max(1, round(fraction * n))` examples (rounding half up), with
 class `c` of size `n_c` gets `floor(k * n_c / n)` plus one for the classes with
 the largest remainders (ties to the lower class id), so the total is exactly `k`.
 
-`select(method, ...)` picks a selector by name ('random', 'score', 'herding',
-'kcenter').
+`select(method, ...)` picks a selector of `SELECTORS` by name: the score
+strategies 'hardest', 'easiest' and 'ccs' (`SCORE_STRATEGIES`), and 'random',
+'herding', 'kcenter', which use no score.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from kernelcond.registry import Registry
@@ -104,11 +112,7 @@ def keep_by_score(scores, fraction: float, offset: float = 0.0) -> np.ndarray:
   Returns:
     Sorted int64 indices of the kept examples.
   """
-  scores = np.asarray(scores, np.float64)
-  if scores.ndim != 1:
-    raise ValueError(f"scores must be a vector, got shape {scores.shape}")
-  if not np.isfinite(scores).all():
-    raise ValueError("scores contain NaN or inf")
+  scores = _check_scores(scores)
   n = scores.shape[0]
   k = num_kept(n, fraction)
   if not 0 <= offset < 1:
@@ -119,6 +123,126 @@ def keep_by_score(scores, fraction: float, offset: float = 0.0) -> np.ndarray:
                      f"({start} skipped + {k} kept > {n})")
   order = np.argsort(-scores, kind="stable")
   return np.sort(order[start:start + k]).astype(np.int64)
+
+
+def _check_scores(scores) -> np.ndarray:
+  scores = np.asarray(scores, np.float64)
+  if scores.ndim != 1:
+    raise ValueError(f"scores must be a vector, got shape {scores.shape}")
+  if not np.isfinite(scores).all():
+    raise ValueError("scores contain NaN or inf")
+  return scores
+
+
+def keep_easiest(scores, fraction: float) -> np.ndarray:
+  """Keeps the lowest-scoring examples (easy first; ties: lower index first).
+
+  Args:
+    scores: `(n,)` finite scores, higher = harder.
+    fraction: fraction to keep, in (0, 1].
+
+  Returns:
+    Sorted int64 indices of the kept examples.
+  """
+  scores = _check_scores(scores)
+  k = num_kept(scores.shape[0], fraction)
+  return np.sort(np.argsort(scores, kind="stable")[:k]).astype(np.int64)
+
+
+CCS_STRATA = 50  # strata per class (the authors' code uses 50)
+
+
+def ccs_beta(fraction: float) -> float:
+  """The hard-cutoff rate `beta` CCS uses when none is given, by pruning rate `1 - fraction`.
+
+  A stated rule, not a search: `beta = 0` up to 50% pruned (CCS is then plain
+  stratified sampling) and rising linearly to `beta = 0.3` at 90% pruned, the
+  value of the authors' CIFAR-10 90% command (arXiv:2210.15809; their README):
+  `beta = clip(0.75 * (rate - 0.5), 0, 0.3)`.
+  """
+  _check_fraction(fraction)
+  return float(np.clip(0.75 * ((1.0 - fraction) - 0.5), 0.0, 0.3))
+
+
+def allocate_budget(sizes, budget: int) -> np.ndarray:
+  """Spreads `budget` picks over strata of `sizes` as evenly as they allow.
+
+  Strata are visited from the smallest (ties: lower index); each gets
+  `min(size, remaining // strata_left)`, so a stratum smaller than its fair share
+  is taken whole and its unused share passes to the larger ones
+  (arXiv:2210.15809, Algorithm 1). The result sums to `budget` whenever
+  `budget <= sum(sizes)`.
+
+  Args:
+    sizes: `(s,)` non-negative stratum sizes.
+    budget: picks to allocate, `0 <= budget <= sum(sizes)`.
+
+  Returns:
+    `(s,)` int64 picks per stratum, each at most its size.
+  """
+  sizes = np.asarray(sizes, np.int64)
+  if budget < 0 or budget > sizes.sum():
+    raise ValueError(f"budget {budget} must lie in [0, {int(sizes.sum())}]")
+  picks = np.zeros_like(sizes)
+  left = int(budget)
+  order = np.argsort(sizes, kind="stable")
+  for i, s in enumerate(order):
+    picks[s] = min(int(sizes[s]), left // (len(order) - i))
+    left -= int(picks[s])
+  return picks
+
+
+def strata(scores, num_strata: int = CCS_STRATA) -> np.ndarray:
+  """`(n,)` stratum ids in `[0, num_strata)`: equal-width score ranges from min to max."""
+  scores = _check_scores(scores)
+  low, high = scores.min(), scores.max()
+  if high == low:
+    return np.zeros(scores.shape[0], np.int64)
+  ids = np.floor((scores - low) / (high - low) * num_strata).astype(np.int64)
+  return np.minimum(ids, num_strata - 1)
+
+
+def coverage_centric(scores, labels, fraction: float, seed: int, beta: Optional[float] = None,
+                     num_strata: int = CCS_STRATA) -> np.ndarray:
+  """Coverage-centric coreset selection (CCS, Zheng et al., arXiv:2210.15809).
+
+  Per class (each keeping its share of `num_kept(n, fraction)`, see the module
+  docstring): the hardest `round(beta * n_c)` examples are dropped (possibly
+  mislabelled; fewer when the class would not keep its share otherwise); the
+  rest are cut into `num_strata` equal-width score ranges (`strata`); the class
+  budget is spread over them by `allocate_budget`; each stratum's picks are drawn
+  uniformly at random. Unlike the authors' code the strata are per class, so
+  every class keeps its share.
+
+  Args:
+    scores: `(n,)` finite scores, higher = harder.
+    labels: `(n,)` integer labels (None: one class).
+    fraction: fraction to keep, in (0, 1].
+    seed: seed of `np.random.default_rng`.
+    beta: hard-cutoff rate in [0, 1); None: `ccs_beta(fraction)`.
+    num_strata: strata per class.
+
+  Returns:
+    Sorted int64 indices.
+  """
+  scores = _check_scores(scores)
+  n = scores.shape[0]
+  labels = np.zeros(n, np.int64) if labels is None else _check_labels(labels, n)
+  beta = ccs_beta(fraction) if beta is None else float(beta)
+  if not 0 <= beta < 1:
+    raise ValueError(f"CCS beta must lie in [0, 1), got {beta}")
+  rng = np.random.default_rng(seed)
+  chosen = []
+  for c, budget in stratified_counts(labels, num_kept(n, fraction)).items():
+    members = np.flatnonzero(labels == c)
+    by_hardness = members[np.argsort(-scores[members], kind="stable")]
+    cut = min(int(math.floor(beta * len(members) + 0.5)), len(members) - budget)
+    pool = by_hardness[cut:]
+    ids = strata(scores[pool], num_strata)
+    picks = allocate_budget(np.bincount(ids, minlength=num_strata), budget)
+    for s in np.flatnonzero(picks):
+      chosen.append(rng.choice(np.sort(pool[ids == s]), size=picks[s], replace=False))
+  return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
 def random_subset(labels, fraction: float, seed: int, class_balanced: bool = True) -> np.ndarray:
@@ -144,25 +268,31 @@ def random_subset(labels, fraction: float, seed: int, class_balanced: bool = Tru
   return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
+@jax.jit
+def _herd_chosen(x: jax.Array, k) -> jax.Array:
+  """`(m,)` int32: the first `k` entries are the rows chosen by greedy mean matching."""
+  mu = jnp.mean(x, axis=0)
+  sq_norms = jnp.sum(x * x, axis=1)
+
+  def step(t, carry):
+    total, available, chosen = carry
+    # ||(t+1) mu - s - x_j||^2 = ||x_j||^2 - 2 <x_j, (t+1) mu - s> + const.
+    cost = sq_norms - 2.0 * (x @ ((t + 1) * mu - total))
+    j = jnp.argmin(jnp.where(available, cost, jnp.inf))
+    return total + x[j], available.at[j].set(False), chosen.at[t].set(j)
+
+  init = (jnp.zeros_like(mu), jnp.ones(x.shape[0], bool), jnp.zeros(x.shape[0], jnp.int32))
+  return jax.lax.fori_loop(0, k, step, init)[2]
+
+
 def _herd(x: np.ndarray, k: int) -> np.ndarray:
   """Greedy mean matching: `k` row indices of `x` whose running mean tracks `mean(x)`.
 
   At step t the chosen row minimises `||mean(x) - (s + x_j) / (t + 1)||`, with `s`
-  the sum of the rows chosen so far (ties: lowest index).
+  the sum of the rows chosen so far (ties: lowest index). One compiled loop
+  (float32) per class size.
   """
-  mu = x.mean(axis=0)
-  sq_norms = np.sum(x * x, axis=1)
-  total = np.zeros_like(mu)
-  available = np.ones(x.shape[0], bool)
-  chosen = np.empty(k, np.int64)
-  for t in range(k):
-    # ||(t+1) mu - s - x_j||^2 = ||x_j||^2 - 2 <x_j, (t+1) mu - s> + const.
-    cost = sq_norms - 2.0 * (x @ ((t + 1) * mu - total))
-    cost[~available] = np.inf
-    j = int(np.argmin(cost))
-    chosen[t], available[j] = j, False
-    total += x[j]
-  return chosen
+  return np.asarray(_herd_chosen(jnp.asarray(x, jnp.float32), k))[:k].astype(np.int64)
 
 
 def herding(features, labels, fraction: float) -> np.ndarray:
@@ -193,23 +323,30 @@ def herding(features, labels, fraction: float) -> np.ndarray:
   return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
-def _k_center(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-  """Farthest-point traversal from a random first center: `k` row indices of `x`."""
-  sq_norms = np.sum(x * x, axis=1)
+@jax.jit
+def _k_center_chosen(x: jax.Array, k, first) -> jax.Array:
+  """`(m,)` int32: the first `k` entries are the farthest-point traversal from `first`."""
+  sq_norms = jnp.sum(x * x, axis=1)
 
   def sq_dist_to(j):
-    return np.maximum(sq_norms - 2.0 * (x @ x[j]) + sq_norms[j], 0.0)
+    return jnp.maximum(sq_norms - 2.0 * (x @ x[j]) + sq_norms[j], 0.0)
 
+  def step(t, carry):
+    min_dist, chosen = carry
+    j = jnp.argmax(min_dist)
+    return (jnp.minimum(min_dist, sq_dist_to(j)).at[j].set(-jnp.inf), chosen.at[t].set(j))
+
+  init = (sq_dist_to(first).at[first].set(-jnp.inf),
+          jnp.zeros(x.shape[0], jnp.int32).at[0].set(first))
+  return jax.lax.fori_loop(1, k, step, init)[1]
+
+
+def _k_center(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+  """Farthest-point traversal from a random first center: `k` row indices of `x`
+  (one compiled loop, float32, per class size)."""
   first = int(rng.integers(x.shape[0]))
-  chosen = [first]
-  min_dist = sq_dist_to(first)
-  min_dist[first] = -np.inf
-  for _ in range(k - 1):
-    j = int(np.argmax(min_dist))
-    chosen.append(j)
-    min_dist = np.minimum(min_dist, sq_dist_to(j))
-    min_dist[chosen] = -np.inf
-  return np.asarray(chosen, np.int64)
+  chosen = _k_center_chosen(jnp.asarray(x, jnp.float32), k, first)
+  return np.asarray(chosen)[:k].astype(np.int64)
 
 
 def k_center_greedy(features, fraction: float, seed: int, labels=None) -> np.ndarray:
@@ -247,19 +384,22 @@ def k_center_greedy(features, fraction: float, seed: int, labels=None) -> np.nda
 
 
 def select(method: str, fraction: float, *, labels=None, scores=None, features=None,
-           seed: int = 0, offset: float = 0.0, per_class: bool = True) -> np.ndarray:
+           seed: int = 0, offset: float = 0.0, beta: Optional[float] = None,
+           per_class: bool = True) -> np.ndarray:
   """Runs a selector by name.
 
   Args:
-    method: 'random' (needs `labels`), 'score' (needs `scores`; `offset`),
-      'herding' (needs `features`, `labels`) or 'kcenter' (needs `features`;
-      per class when `per_class` and `labels` is given).
+    method: 'hardest' (needs `scores`; `offset`), 'easiest' (`scores`), 'ccs'
+      (`scores`, `labels`; `beta`, `seed`), 'random' (`labels`), 'herding'
+      (`features`, `labels`) or 'kcenter' (`features`; per class when
+      `per_class` and `labels` is given).
     fraction: fraction to keep, in (0, 1].
     labels: `(n,)` integer labels.
     scores: `(n,)` difficulty scores.
     features: `(n, d)` features.
-    seed: seed of random and k-center.
-    offset: fraction of highest scores skipped ('score').
+    seed: seed of random, CCS and k-center.
+    offset: fraction of highest scores skipped ('hardest').
+    beta: CCS hard-cutoff rate (None: `ccs_beta(fraction)`).
     per_class: stratify 'random' and 'kcenter' by class.
 
   Returns:
@@ -276,17 +416,22 @@ def select(method: str, fraction: float, *, labels=None, scores=None, features=N
   if missing:
     raise ValueError(f"selection method {method!r} needs {', '.join(missing)}")
   return run(fraction, labels=labels, scores=scores, features=features, seed=seed,
-             offset=offset, per_class=per_class)
+             offset=offset, beta=beta, per_class=per_class)
 
 
 # name -> (inputs it needs, `run(fraction, **inputs) -> indices`).
 SELECTORS: Registry = Registry("selection method")
+SELECTORS.register("hardest", (("scores",), lambda f, scores, offset, **_:
+                               keep_by_score(scores, f, offset)))
+SELECTORS.register("easiest", (("scores",), lambda f, scores, **_: keep_easiest(scores, f)))
+SELECTORS.register("ccs", (("scores", "labels"), lambda f, scores, labels, seed, beta, **_:
+                           coverage_centric(scores, labels, f, seed, beta)))
 SELECTORS.register("random", (("labels",), lambda f, labels, seed, per_class, **_:
                               random_subset(labels, f, seed, class_balanced=per_class)))
-SELECTORS.register("score", (("scores",), lambda f, scores, offset, **_:
-                             keep_by_score(scores, f, offset)))
 SELECTORS.register("herding", (("features", "labels"), lambda f, features, labels, **_:
                                herding(features, labels, f)))
 SELECTORS.register("kcenter", (("features",), lambda f, features, labels, seed, per_class, **_:
                                k_center_greedy(features, f, seed,
                                                labels if per_class else None)))
+# The selectors that rank by a difficulty score (`prune.py --strategy`).
+SCORE_STRATEGIES = ("hardest", "easiest", "ccs")

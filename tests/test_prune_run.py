@@ -88,7 +88,7 @@ def test_config_checks_and_old_records_still_resume():
 
 
 def test_kernel_scores_refuse_large_sets_before_writing(tmp_path, dataset, monkeypatch):
-  monkeypatch.setattr(scores, "KRR_EXACT_MAX_N", 100)
+  monkeypatch.setattr(scores.loo, "EXACT_AUTO_MAX_N", 100)
   config = experiment.PruneConfig(train=TRAIN, methods=("krr_el2n",), fractions=(0.5,))
   with pytest.raises(ValueError, match="at most 100"):
     experiment.run(config, dataset, str(tmp_path / "w"))

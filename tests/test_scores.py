@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from kernelcond import io
+from kernelcond import loo as loo_lib
 from kernelcond.prune import scores
 from kernelcond.nets import train
 
@@ -192,7 +193,18 @@ def test_krr_loo_matches_refitting_without_each_example(data):
     expected.append(np.linalg.norm(t[i] - k[i, rest] @ alpha))
   np.testing.assert_allclose(scores.krr_loo(x, y, CLASSES, "fc3", reg), expected, rtol=2e-3)
   with pytest.raises(ValueError, match="n <= 5"):
-    scores.krr_loo(x, y, CLASSES, "fc3", reg, max_n=5)
+    scores.krr_el2n(x, y, CLASSES, "fc3", reg, max_n=5)
+
+
+def test_krr_loo_above_the_exact_limit_is_nystrom(data, monkeypatch):
+  # Above loo.EXACT_AUTO_MAX_N the score uses the Nystrom kernel; with every
+  # example a landmark that kernel is the exact one, so the scores agree.
+  x, y = data
+  exact = scores.krr_loo(x, y, CLASSES, "fc3", 1e-2)
+  monkeypatch.setattr(scores.loo, "EXACT_AUTO_MAX_N", N - 1)
+  monkeypatch.setattr(scores, "NYSTROM_LANDMARKS", N)
+  np.testing.assert_allclose(scores.krr_loo(x, y, CLASSES, "fc3", 1e-2), exact, rtol=2e-2,
+                             atol=2e-3)
 
 
 def test_krr_el2n_predicts_each_half_from_the_other(data):
@@ -223,8 +235,9 @@ def test_kernel_scores_through_the_registry(data):
                                num_classes=CLASSES, kernel_reg=1e-2)
   halves = [scores.krr_el2n(x, y, CLASSES, "fc3", 1e-2, seed=s) for s in (7, 8)]
   np.testing.assert_allclose(el2n, (halves[0] + halves[1]) / 2, rtol=1e-5)
-  chosen = scores.krr_reg_by_loo(_fc3_kernel(x).astype(np.float32),
-                                 np.eye(CLASSES, dtype=np.float32)[y] - 1 / CLASSES)
+  k = _fc3_kernel(x).astype(np.float32)
+  t = np.eye(CLASSES, dtype=np.float32)[y] - 1 / CLASSES
+  chosen = scores.krr_reg_by_loo(lambda reg: loo_lib.loo_predictions(k, t, reg), t)
   assert chosen in scores.KRR_REGS
 
 

@@ -213,12 +213,12 @@ def cells(config: PruneConfig) -> list[tuple[str, str, str]]:
 
 def check_dataset(config: PruneConfig, dataset) -> None:
   """Refuses, before anything is written, settings this dataset cannot run."""
-  kernel_scores = [m for m in config.methods if m in kscores.KERNEL_SCORES]
-  if kernel_scores and not config.scores_dir and dataset.num_train > kscores.KRR_EXACT_MAX_N:
-    raise ValueError(f"--methods {','.join(kernel_scores)}: exact kernel scores support at most "
-                     f"{kscores.KRR_EXACT_MAX_N} training examples, {dataset.name} has "
-                     f"{dataset.num_train} (a blocked large-n version is not wired in yet); "
-                     "use a smaller dataset or drop these methods")
+  if ("krr_el2n" in config.methods and not config.scores_dir
+      and dataset.num_train > kscores.loo.EXACT_AUTO_MAX_N):
+    raise ValueError(f"--methods krr_el2n holds an (n, n) kernel and supports at most "
+                     f"{kscores.loo.EXACT_AUTO_MAX_N} training examples, {dataset.name} has "
+                     f"{dataset.num_train}; use krr_loo (Nystrom above that size) or a "
+                     "smaller dataset")
 
 
 def load_or_compute_scores(config: PruneConfig, method: str, dataset, workdir: str):

@@ -11,8 +11,9 @@
   Efficiency", CVPR 2023): a finite-difference Hutchinson-type estimate of
   `E_v ||H_x v||`, the input Hessian of the example's loss applied to
   Rademacher directions, `||grad_x L(x + h v) - grad_x L(x)|| / h`.
-* Kernel scores, no network training: `krr_loo`, the norm of the exact
-  leave-one-out residual of kernel ridge regression (`kernelcond.loo`), and
+* Kernel scores, no network training: `krr_loo`, the norm of the
+  leave-one-out residual of kernel ridge regression (`kernelcond.loo`: exact, or
+  Nystrom above `loo.EXACT_AUTO_MAX_N` examples), and
   `krr_el2n`, the EL2N of a KRR prediction made without the example (fit on one
   random half, predict the other, then swap).
 
@@ -50,9 +51,9 @@ from kernelcond.nets import train
 
 CURVATURE_H = 1e-3  # finite-difference step (Garg & Roy, CVPR 2023)
 CURVATURE_DRAWS = 10  # Rademacher directions per example
-# The exact kernel scores hold an (n, n) kernel and its inverse factor in memory;
-# above this many examples they refuse (a blocked large-n version is not wired yet).
-KRR_EXACT_MAX_N = 6000
+# Above loo.EXACT_AUTO_MAX_N examples the kernel scores use a Nystrom kernel with
+# this many random landmarks (kernelcond.loo.make_loo_fn).
+NYSTROM_LANDMARKS = 4000
 # Relative ridges `krr_loo` / `krr_el2n` choose from by exact leave-one-out error.
 KRR_REGS = (1e-4, 1e-3, 1e-2, 1e-1)
 
@@ -304,31 +305,31 @@ def curvature(state: train.TrainState, x, y, *, h: float = CURVATURE_H,
   return train.map_batched(fn, index, batch_size).astype(np.float32)
 
 
-def _krr_kernel(x, spec: str, max_n: int) -> np.ndarray:
-  """The `(n, n)` NTK of `spec` on `x`, refusing sets above the exact limit."""
+def _loo_fn(x, t, spec: str):
+  """`loo_fn(reg) -> (n, c)` leave-one-out predictions of the NTK of `spec` on `x`.
+
+  Exact (the `(n, n)` kernel) up to `loo.EXACT_AUTO_MAX_N` examples; above, the
+  Nystrom kernel of `loo.make_loo_fn` (`NYSTROM_LANDMARKS` random landmarks,
+  leave-one-out exact for that kernel). `loo_fn.method` says which.
+  """
   from kernelcond import kernels  # local: kernels pull in optional backends
 
-  n = x.shape[0]
-  if n > max_n:
-    raise ValueError(f"exact kernel scores hold an (n, n) kernel and support n <= {max_n}, "
-                     f"got n={n}: use a subset of the data (a blocked large-n version of "
-                     "kernelcond.loo is not wired into the scores yet)")
-  kernel_fn = kernels.make_kernel_fn(spec, "auto")
-  return np.asarray(kernels.kernel_matrix(kernel_fn, x, get="ntk"), np.float32)
+  return loo.make_loo_fn(kernels.make_kernel_fn(spec, "auto"), x, t, method="auto",
+                         num_landmarks=NYSTROM_LANDMARKS)
 
 
 def _centred_targets(y, num_classes: int) -> np.ndarray:
   return preprocess.one_hot(y, num_classes, center=True)
 
 
-def krr_reg_by_loo(k, targets, regs=KRR_REGS) -> float:
-  """The ridge of `regs` whose exact leave-one-out predictions misclassify fewest
-  examples (ties: the smaller ridge); a ridge with a non-finite solve is skipped."""
+def krr_reg_by_loo(loo_fn, targets, regs=KRR_REGS) -> float:
+  """The ridge of `regs` whose leave-one-out predictions `loo_fn(reg)` misclassify
+  fewest examples (ties: the smaller ridge); a ridge with a non-finite solve is skipped."""
   labels = np.argmax(targets, axis=1)
   best, best_err = None, np.inf
   for reg in regs:
     try:
-      pred = np.asarray(loo.loo_predictions(k, targets, reg))
+      pred = np.asarray(loo_fn(reg))
     except ValueError:
       continue
     err = float(np.mean(np.argmax(pred, axis=1) != labels))
@@ -339,14 +340,14 @@ def krr_reg_by_loo(k, targets, regs=KRR_REGS) -> float:
   return best
 
 
-def krr_loo(x, y, num_classes: int, kernel: str = "fc3", reg: Optional[float] = None, *,
-            max_n: int = KRR_EXACT_MAX_N) -> np.ndarray:
+def krr_loo(x, y, num_classes: int, kernel: str = "fc3",
+            reg: Optional[float] = None) -> np.ndarray:
   """Kernel leave-one-out residual: `||t_i - f_{-i}(x_i)||_2` for every example.
 
   `f_{-i}` is KRR with the NTK of `kernel`, fitted on every example but `i`, on
   centred one-hot targets `t` (`preprocess.one_hot(center=True)`); all `n`
-  predictions come from one factorisation (`kernelcond.loo.loo_predictions`, the
-  PRESS identity). Examples the rest of the data does not explain (atypical or
+  predictions come from one factorisation (`kernelcond.loo`, the PRESS identity;
+  above `loo.EXACT_AUTO_MAX_N` examples with a Nystrom kernel, see `_loo_fn`). Examples the rest of the data does not explain (atypical or
   mislabelled) score high. No network is trained.
 
   Args:
@@ -355,21 +356,20 @@ def krr_loo(x, y, num_classes: int, kernel: str = "fc3", reg: Optional[float] = 
     num_classes: number of classes.
     kernel: kernel spec.
     reg: relative ridge; None: `krr_reg_by_loo` over `KRR_REGS`.
-    max_n: the exact computation refuses larger sets.
 
   Returns:
     `(n,)` float32 scores.
   """
   x, y = _check_xy(x, y)
-  k = _krr_kernel(x, kernel, max_n)
   t = _centred_targets(y, num_classes)
-  reg = krr_reg_by_loo(k, t) if reg is None else reg
-  pred = np.asarray(loo.loo_predictions(k, t, reg))
+  loo_fn = _loo_fn(x, t, kernel)
+  reg = krr_reg_by_loo(loo_fn, t) if reg is None else reg
+  pred = np.asarray(loo_fn(reg))
   return np.linalg.norm(t - pred, axis=1).astype(np.float32)
 
 
 def krr_el2n(x, y, num_classes: int, kernel: str = "fc3", reg: Optional[float] = None, *,
-             seed: int = 0, max_n: int = KRR_EXACT_MAX_N) -> np.ndarray:
+             seed: int = 0, max_n: int = loo.EXACT_AUTO_MAX_N) -> np.ndarray:
   """EL2N of a kernel prediction made without the example: `||f(x_i) - t_i||_2`.
 
   The training set is split into two class-stratified random halves
@@ -386,17 +386,22 @@ def krr_el2n(x, y, num_classes: int, kernel: str = "fc3", reg: Optional[float] =
     kernel: kernel spec.
     reg: relative ridge; None: `krr_reg_by_loo` over `KRR_REGS` on the whole set.
     seed: seed of the split.
-    max_n: the exact computation refuses larger sets.
+    max_n: the computation holds the `(n, n)` kernel and refuses larger sets.
 
   Returns:
     `(n,)` float32 scores.
   """
+  from kernelcond import kernels  # local: kernels pull in optional backends
   from kernelcond.prune import select  # local: select is a sibling module
 
   x, y = _check_xy(x, y)
-  k = _krr_kernel(x, kernel, max_n)
+  if x.shape[0] > max_n:
+    raise ValueError(f"krr_el2n holds an (n, n) kernel and supports n <= {max_n}, got "
+                     f"n={x.shape[0]}: use a subset, or krr_loo (Nystrom above that size)")
   t = _centred_targets(y, num_classes)
-  reg = krr_reg_by_loo(k, t) if reg is None else reg
+  k = np.asarray(kernels.kernel_matrix(kernels.make_kernel_fn(kernel, "auto"), x, get="ntk"),
+                 np.float32)
+  reg = krr_reg_by_loo(lambda r: loo.loo_predictions(k, t, r), t) if reg is None else reg
   first = np.zeros(x.shape[0], bool)
   first[select.random_subset(y, 0.5, seed)] = True
   pred = np.zeros_like(t)

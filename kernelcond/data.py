@@ -29,6 +29,12 @@ or through TensorFlow Datasets (`source='tfds'`). Local names:
 `npz`           `data_dir` is an `.npz` file with `x_train`, `y_train`, `x_test`,
                 `y_test` (images `(n, H, W[, C])`, uint8 or float in [0, 1]) and
                 optionally `class_names`.
+`csv`           tabular: `data_dir` is a `.csv` (80/20 stratified split, seed 0) or a
+                folder with `train.csv`, `test.csv`; the label is the column named
+                label/target/class/y, else the last. Features are standardised and
+                stored as `(n, 1, d, 1)` (`tabular_dataset`).
+`two_moons`     tabular: scikit-learn's two moons, 1,000 train / 500 test, noise 0.2,
+                seed 0, standardised, `(n, 1, 2, 1)`.
 =============== =================================================================
 
 Each local name is registered in `DATASETS` (a `kernelcond.registry.Registry`);
@@ -964,6 +970,146 @@ def load_tfds(name: str, data_dir: Optional[str] = None,
     class_names = tuple(str(i) for i in range(int(max(y_train.max(), y_test.max())) + 1))
   return _build(name, (x_train, y_train, f"{where}[train]", f"{where}[train]"),
                 (x_test, y_test, f"{where}[test]", f"{where}[test]"), class_names, where)
+
+
+# ----------------------------------------------------------------------------
+# Tabular data (CSV files, two moons).
+
+TABULAR_TEST_FRACTION = 0.2
+TABULAR_SPLIT_SEED = 0
+LABEL_COLUMNS = ("label", "target", "class", "y")
+TWO_MOONS_TRAIN, TWO_MOONS_TEST, TWO_MOONS_NOISE, TWO_MOONS_SEED = 1000, 500, 0.2, 0
+
+
+def tabular_dataset(name: str, features_train, labels_train, features_test, labels_test,
+                    class_names: Sequence[str], source: str) -> Dataset:
+  """A `Dataset` of feature vectors, standardised with training statistics.
+
+  Each feature is centred and scaled by its training mean and standard
+  deviation (`preprocess.standardize` over `(n, d)`), and the vectors are stored
+  as `(n, 1, d, 1)` "images" (one row of d pixels) so that every part of
+  kernelcond that takes `(n, H, W, C)` inputs reads them; FC kernels, MLPs and
+  the 'mlp' protocol flatten them back. Unlike image loaders the values are not
+  in [0, 1].
+
+  Args:
+    name: dataset name. features_*: `(n, d)` floats. labels_*: `(n,)` integers.
+    class_names: one name per class. source: provenance.
+  """
+  from kernelcond import preprocess  # local: preprocess imports this module
+
+  x_train = np.asarray(features_train, np.float32)
+  x_test = np.asarray(features_test, np.float32)
+  for where, x in ((f"{source} (train)", x_train), (f"{source} (test)", x_test)):
+    if x.ndim != 2:
+      raise ValueError(f"{where}: features must be (n, d), got shape {x.shape}")
+    check_finite(x, where)
+  x_train, x_test = preprocess.standardize(x_train, x_test)
+  d = x_train.shape[1]
+  return Dataset(name=name, x_train=x_train.reshape(-1, 1, d, 1),
+                 y_train=_as_labels(labels_train, source),
+                 x_test=x_test.reshape(-1, 1, d, 1), y_test=_as_labels(labels_test, source),
+                 num_classes=len(class_names), class_names=tuple(str(c) for c in class_names),
+                 source=source)
+
+
+def read_csv_table(path: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+  """Features, integer labels and class names of one CSV file.
+
+  The label column is the one named 'label', 'target', 'class' or 'y' (first
+  match, case-insensitive) when the first row is a header, otherwise the last
+  column. Labels may be integers or strings; classes are the sorted distinct
+  values (integers 0..k-1 keep their value). Every other column must be numeric.
+
+  Returns:
+    `(features (n, d) float64, labels (n,) int32, class_names)`.
+  """
+  import csv  # local: only CSV sources need it
+
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"No such CSV file {path}")
+  with open(path, newline="") as f:
+    rows = [r for r in csv.reader(f) if r and any(cell.strip() for cell in r)]
+  if not rows:
+    raise ValueError(f"CSV file {path} is empty")
+
+  def numeric(cell: str) -> bool:
+    try:
+      float(cell)
+      return True
+    except ValueError:
+      return False
+
+  header = None if all(numeric(c) for c in rows[0][:-1]) else [c.strip().lower() for c in rows[0]]
+  body = rows[1:] if header else rows
+  width = len(rows[0])
+  bad = [i for i, r in enumerate(body) if len(r) != width]
+  if bad or width < 2 or not body:
+    raise ValueError(f"CSV file {path}: need >= 2 columns and equal row lengths "
+                     f"({width} columns; row {bad[:1]} differs)" if bad else
+                     f"CSV file {path}: need a label and at least one feature column "
+                     f"and one data row")
+  label_col = next((header.index(n) for n in LABEL_COLUMNS if header and n in header),
+                   width - 1)
+  raw_labels = [r[label_col].strip() for r in body]
+  try:
+    features = np.asarray([[float(c) for j, c in enumerate(r) if j != label_col]
+                           for r in body], np.float64)
+  except ValueError as e:
+    raise ValueError(f"CSV file {path}: a feature column is not numeric ({e})") from None
+  is_int = lambda v: v.lstrip("-").isdigit()
+  class_names = tuple(sorted(set(raw_labels),
+                             key=lambda v: (0, int(v), "") if is_int(v) else (1, 0, v)))
+  index = {v: i for i, v in enumerate(class_names)}
+  return features, np.asarray([index[v] for v in raw_labels], np.int32), class_names
+
+
+@DATASETS.register("csv")
+def load_csv(data_dir: Optional[str]) -> Dataset:
+  """A tabular dataset from CSV (`read_csv_table`), standardised (`tabular_dataset`).
+
+  Args:
+    data_dir: a `.csv` file, split by `stratified_split` into 80% train / 20%
+      test (seed 0), or a directory with `train.csv` and `test.csv` (the same
+      columns and classes).
+  """
+  if data_dir is None:
+    raise ValueError("Dataset 'csv' needs data_dir: a .csv file (last column or a column "
+                     "named label/target/class/y is the label) or a folder with train.csv "
+                     "and test.csv")
+  path = os.path.expanduser(data_dir)
+  if os.path.isdir(path):
+    x_tr, y_tr, names = read_csv_table(os.path.join(path, "train.csv"))
+    x_te, y_te, test_names = read_csv_table(os.path.join(path, "test.csv"))
+    if test_names != names:
+      raise ValueError(f"{path}: test.csv has classes {test_names}, train.csv {names}")
+    return tabular_dataset("csv", x_tr, y_tr, x_te, y_te, names, f"csv:{path}")
+  features, labels, names = read_csv_table(path)
+  test_size = max(1, int(round(TABULAR_TEST_FRACTION * len(labels))))
+  train, test = stratified_split(labels, test_size, TABULAR_SPLIT_SEED)
+  return tabular_dataset("csv", features[train], labels[train], features[test], labels[test],
+                         names, f"csv:{path}")
+
+
+@DATASETS.register("two_moons")
+def load_two_moons(data_dir: Optional[str] = None) -> Dataset:
+  """Two interleaving half circles in 2-D (`sklearn.datasets.make_moons`), standardised.
+
+  1,000 train and 500 test points with Gaussian noise 0.2, drawn once with
+  `random_state=0` and split by `stratified_split(test_size=500, seed=0)`.
+
+  Args:
+    data_dir: unused (generated); must be None.
+  """
+  if data_dir is not None:
+    raise ValueError("Dataset 'two_moons' is generated; do not pass data_dir")
+  from sklearn.datasets import make_moons  # local: slow import
+
+  n = TWO_MOONS_TRAIN + TWO_MOONS_TEST
+  x, y = make_moons(n_samples=n, noise=TWO_MOONS_NOISE, random_state=TWO_MOONS_SEED)
+  train, test = stratified_split(y, TWO_MOONS_TEST, TWO_MOONS_SEED)
+  return tabular_dataset("two_moons", x[train], y[train], x[test], y[test],
+                         ("upper moon", "lower moon"), "sklearn.make_moons")
 
 
 # ----------------------------------------------------------------------------

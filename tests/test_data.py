@@ -622,7 +622,8 @@ def test_svhn_mat_roundtrip_and_errors(tmp_path):
 
 
 def test_registry_errors():
-  names = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "folder", "npz")
+  names = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "folder", "npz",
+           "csv", "two_moons")
   assert data.DATASETS.names() == names
   with pytest.raises(ValueError, match=f"Unknown dataset 'imagenet'; valid: {', '.join(names)} "
                      r"\(or source='tfds'"):

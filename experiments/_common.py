@@ -8,11 +8,17 @@ helpers for the parts every script needs the same way.
     _common.define_distributed_flags()   # --jax_coordinator_address ...
     _common.maybe_initialize_distributed()
     data = _common.load_data_from_flags()   # loaded, checked and preprocessed
+    with _common.user_errors(): ...          # bad input: one line, exit status 1
+    app.run(main, flags_parser=_common.parse_flags)   # bad flag value: one line too
+
+Importing it hides JAX's start-up INFO lines about absent accelerator
+backends (`quiet_backend_probes`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging as pylogging
 import sys
 import traceback
 from typing import Iterator
@@ -21,7 +27,36 @@ from absl import app
 from absl import flags
 from absl import logging
 
+import _flags  # experiments/ is on sys.path, as for every script
+
 FLAGS = flags.FLAGS
+
+
+def quiet_backend_probes() -> None:
+  """Hides the 'Unable to initialize backend cuda/rocm/tpu' INFO lines of every CPU run.
+
+  JAX logs each accelerator backend it probes and does not find at INFO level
+  (logger `jax._src.xla_bridge`); its warnings (e.g. a GPU found without a CUDA
+  jaxlib) still show.
+  """
+  pylogging.getLogger("jax._src.xla_bridge").setLevel(pylogging.WARNING)
+
+
+quiet_backend_probes()
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad value as one line naming the flag and exit status 1.
+
+  Pass as `app.run(main, flags_parser=parse_flags)`: `--ipc=ten` prints
+  `error: flag --ipc=ten: invalid literal for int() with base 10: 'ten'`.
+  """
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    print(f"error: {e} (see --help)", file=sys.stderr)
+    raise SystemExit(1) from None
+
 
 _DATA_FLAGS = ("dataset", "data_dir", "data_source", "standardize", "zca")
 
@@ -36,6 +71,7 @@ def define_data_flags(default_dataset: str = "digits") -> None:
   flags.DEFINE_bool("standardize", True, "Standardise each channel with training statistics.")
   flags.DEFINE_float("zca", 0.0, "ZCA whitening strength relative to the mean eigenvalue "
                      "(0 = off; KIP on conv kernels uses about 0.1).")
+  _flags.require_finite("zca")
 
 
 _TRAIN_FLAGS = ("model", "batch_size", "lr", "momentum", "weight_decay", "schedule", "optimizer",
@@ -62,6 +98,7 @@ def define_train_flags() -> None:
   flags.DEFINE_float("mixup_alpha", None, "Mixup Beta(alpha, alpha) parameter (default 0: off).")
   flags.DEFINE_string("augment", None, "DSA augmentation strategy, e.g. "
                       "'color_crop_cutout_flip_scale_rotate' (default none).")
+  _flags.require_finite("lr", "momentum", "weight_decay", "label_smoothing", "mixup_alpha")
 
 
 def train_config_from_flags(**fields):
@@ -135,6 +172,9 @@ def load_data_from_flags(zca: float | None = None):
   dataset = preprocess.prepare(dataset, standardize=FLAGS.standardize,
                                zca_reg=zca if zca > 0 else None)
   preprocess.check_finite(dataset.x_train, f"preprocessed {dataset.name} x_train")
+  from kernelcond import evaluate
+  evaluate.check_magnitude(dataset.x_train, f"preprocessed {dataset.name} x_train")
+  evaluate.check_magnitude(dataset.x_test, f"preprocessed {dataset.name} x_test")
   logging.info("Loaded %r", dataset)
   return dataset
 
@@ -143,14 +183,16 @@ def load_data_from_flags(zca: float | None = None):
 def user_errors(*extra: type) -> Iterator[None]:
   """Turns bad-input errors into one line on stderr and exit status 1.
 
-  ValueError, FileNotFoundError and ImportError (and the `extra` exception
-  types) raised inside are printed as `error: <Type>: <message>` without a
-  traceback (which is still logged at debug level, `--verbosity=1`, for
-  developers), then the program exits with 1.
+  ValueError, ImportError and OSError (a missing, unreadable or unwritable
+  file: FileNotFoundError, PermissionError, a path that is a file, a full
+  disk; the message names the path), and the `extra` exception types, raised
+  inside are printed as `error: <Type>: <message>` without a traceback (which
+  is still logged at debug level, `--verbosity=1`, for developers), then the
+  program exits with 1.
   """
   try:
     yield
-  except (ValueError, FileNotFoundError, ImportError, *extra) as e:
+  except (ValueError, ImportError, OSError, *extra) as e:
     logging.debug("%s", traceback.format_exc())
     print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
     raise SystemExit(1) from None

@@ -13,6 +13,7 @@ the library. A script shows these flags in its `--help` with
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 from typing import Any
@@ -94,6 +95,15 @@ def define_config_flags(*classes: type, skip: tuple[str, ...] = (),
     help_text = f"{text} [default {'; '.join(defaults)}]"
     _DEFINE[kind](name, None, help_text)
     _DEFINED[name] = kind
+    if kind == "float":
+      require_finite(name)
+
+
+def require_finite(*names: str) -> None:
+  """Float flags `names` refuse inf and nan (absl accepts them) with a line naming the flag."""
+  for name in names:
+    flags.register_validator(name, lambda value: value is None or math.isfinite(value),
+                             message=f"--{name} must be a finite number")
 
 
 def _show(value: Any) -> str:

@@ -47,6 +47,13 @@ def run_errors() -> Iterator[None]:
       raise SystemExit(130) from None
 
 
+def print_finished(results: dict, path: str, title: str) -> None:
+  """A finished command re-run: says so in one line, then prints the stored evaluations."""
+  print(f"already finished: {path} holds the results of this command; nothing was recomputed "
+        "(a new --workdir runs it again)")
+  print_evaluations(results, title)
+
+
 def print_evaluations(results: dict, title: str) -> None:
   """The evaluations of a results record, one line each (KRR and every protocol)."""
   from kernelcond import evaluate

@@ -11,7 +11,8 @@ file recorded for another dataset is refused. Reports KRR test accuracy and the
 test accuracy of `--net_seeds` finite networks per protocol
 (`kernelcond.evaluate.evaluate_support`); writes `--workdir/results.json` in the
 shared schema. A workdir belongs to one evaluation: other settings, or another
-experiment's workdir, are refused.
+experiment's workdir, are refused; re-running a finished evaluation prints its
+stored results without recomputing or writing anything.
 """
 
 from __future__ import annotations
@@ -38,11 +39,11 @@ _common.define_data_flags()
 _common.define_distributed_flags()
 flags.DEFINE_string("support", None, "Support file (.npz): images+labels, or indices.")
 flags.DEFINE_bool("center_labels", True, "Centred one-hot targets for integer labels.")
-flags.DEFINE_string("workdir", None, "Where config.json and results.json are written.")
+flags.DEFINE_string("workdir", "runs/evaluate", "Where config.json and results.json are "
+                    "written (one evaluation per workdir).")
 _flags.define_config_flags(evaluate.EvalConfig)
 flags.DEFINE_alias("protocol", "protocols")
 flags.mark_flag_as_required("support")
-flags.mark_flag_as_required("workdir")
 flags.adopt_module_key_flags(_common)
 flags.adopt_module_key_flags(_flags)
 
@@ -73,20 +74,26 @@ def main(argv):
     record = {"experiment": "evaluate", "support": os.path.abspath(FLAGS.support),
               "support_fingerprint": io.fingerprint(x, y), "center_labels": FLAGS.center_labels,
               "data": _common.data_config(), "evaluation": config.to_dict()}
-    os.makedirs(FLAGS.workdir, exist_ok=True)
-    io.check_run_config(FLAGS.workdir, record)
+    stored = io.finished_results(FLAGS.workdir, record)  # reads only
+    if stored is None:
+      io.check_workdir(FLAGS.workdir, "--workdir")
+      os.makedirs(FLAGS.workdir, exist_ok=True)
+      io.check_run_config(FLAGS.workdir, record)
+  path = os.path.join(FLAGS.workdir, "results.json")
+  title = f"{FLAGS.support}: {len(x)} examples, {dataset.name} test set of {dataset.num_test}"
+  if stored is not None:
+    _run.print_finished(stored, path, title)
+    return
   with _run.run_errors():
     result = evaluate.evaluate_support(config, x, y, dataset.x_test, dataset.y_test,
                                        num_classes=dataset.num_classes, labels=labels)
   results = experiment.results_record("evaluate", record, dataset, {"support": result},
                                       {"support_size": int(len(x))})
-  path = os.path.join(FLAGS.workdir, "results.json")
   io.save_json(path, results)
-  _run.print_evaluations(results, f"{FLAGS.support}: {len(x)} examples, {dataset.name} "
-                         f"test set of {dataset.num_test}")
+  _run.print_evaluations(results, title)
   print(f"  results: {path}")
 
 
 if __name__ == "__main__":
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  app.run(main)
+  app.run(main, flags_parser=_common.parse_flags)

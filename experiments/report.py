@@ -33,6 +33,7 @@ from absl import flags
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 
+from kernelcond import io  # noqa: E402
 from kernelcond import report  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -50,16 +51,15 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   with _common.user_errors():
+    if os.path.isdir(FLAGS.out):
+      raise ValueError(f"--out={FLAGS.out} is a directory; give a markdown file")
+    io.check_workdir(os.path.dirname(os.path.abspath(FLAGS.out)), "the directory of --out")
     roots = [r for r in FLAGS.roots if r.strip()]
     text = report.render(roots, FLAGS.out, FLAGS.figures_dir, sections=FLAGS.sections,
                          protocol_roots=[r for r in FLAGS.protocol_roots if r.strip()])
-  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-  tmp = FLAGS.out + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, FLAGS.out)  # atomic: a killed run never leaves half a report
+    io.save_text(FLAGS.out, text)  # atomic: a killed run never leaves half a report
   print(f"wrote {FLAGS.out}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_common.parse_flags)

@@ -36,7 +36,9 @@ from absl import flags
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import _common  # noqa: E402
+import _flags  # noqa: E402
 
+from kernelcond import io  # noqa: E402
 from kernelcond import sweep  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -81,6 +83,7 @@ flags.DEFINE_string("only", None, "Only cells whose name matches this regular ex
 flags.DEFINE_bool("dry_run", False, "Print the cells' commands and status; run nothing.")
 flags.DEFINE_bool("keep_going", True, "After a failed cell, go on with the others.")
 flags.mark_flags_as_required(["sweep", "root"])
+_flags.require_finite("zca", "lr", "reg")
 
 
 def select_cells(all_cells: list) -> list:
@@ -103,6 +106,8 @@ def main(argv):
   with _common.user_errors():
     settings = sweep.make_settings(FLAGS.sweep, FLAGS.flag_values_dict())
     root = os.path.abspath(FLAGS.root)
+    if not FLAGS.dry_run:
+      io.check_workdir(FLAGS.root, "--root")
     all_cells = sweep.build_cells(settings, root, HERE)
     cells = select_cells(all_cells)
     for script in sorted({c.script for c in cells}):
@@ -123,4 +128,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_common.parse_flags)

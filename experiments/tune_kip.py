@@ -34,6 +34,7 @@ import _run  # noqa: E402
 from kernelcond import condense  # noqa: E402
 from kernelcond import evaluate  # noqa: E402
 from kernelcond import experiment  # noqa: E402
+from kernelcond import io  # noqa: E402
 from kernelcond import tuning  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -44,7 +45,8 @@ flags.DEFINE_integer("seed", 0, "Base seed (support draw, batches, validation sp
 flags.DEFINE_integer("val_size", 10000, "Training examples held out for validation.")
 flags.DEFINE_integer("eval_points", 4, "Validation evaluations per run (the last at the end).")
 flags.DEFINE_string("grid", "[{}]", "JSON list of overrides (inline, or a .json path).")
-flags.DEFINE_string("out", None, "JSONL file of results (appended; resumable).")
+flags.DEFINE_string("out", "runs/tune_kip.jsonl", "JSONL file of results (appended; "
+                    "resumable); the runs go to a directory of the same name without .jsonl.")
 flags.DEFINE_list("summarize", [], "Run nothing: print markdown tables of these JSONL files.")
 flags.DEFINE_list("protocols", [], "Also train finite networks (these protocols) on the natural "
                   "and condensed sets and score them on the validation split.")
@@ -74,15 +76,32 @@ def _entry_config(overrides: dict) -> experiment.DistillConfig:
       data=_common.data_config())
 
 
+def _network_config(config: experiment.DistillConfig) -> evaluate.EvalConfig:
+  """The evaluation of --protocols' networks on the validation split (checked up front)."""
+  try:
+    seeds = tuple(int(s) for s in FLAGS.net_seeds)
+  except ValueError:
+    raise ValueError(f"--net_seeds must be integers, got {','.join(FLAGS.net_seeds)!r}") from None
+  return dataclasses.replace(config.evaluation, protocols=tuple(FLAGS.protocols),
+                             net_seeds=seeds, net_epochs=FLAGS.net_epochs)
+
+
+def _check_out(path: str) -> None:
+  """--out must be a file that can be appended to (checked before any run writes)."""
+  if os.path.isdir(path):
+    raise ValueError(f"--out={path} is a directory; give a .jsonl file")
+  io.check_workdir(os.path.dirname(os.path.abspath(path)), "the directory of --out")
+  if os.path.exists(path) and not os.access(path, os.W_OK):
+    raise ValueError(f"--out={path} is not writable")
+
+
 def _validation_networks(config, dataset, workdir: str) -> dict:
   """Validation accuracy of --protocols networks on the natural and the condensed set."""
   if not FLAGS.protocols:
     return {}
   from kernelcond import support
   parts = experiment.split(config, dataset)
-  ev = dataclasses.replace(config.evaluation, protocols=tuple(FLAGS.protocols),
-                           net_seeds=tuple(int(s) for s in FLAGS.net_seeds),
-                           net_epochs=FLAGS.net_epochs)
+  ev = _network_config(config)
   x_s, y_s, _ = support.load_support(os.path.join(workdir, "distilled.npz"), dataset)
   sets = {"natural": (parts.x_natural, parts.y_natural, parts.y_natural.argmax(-1)),
           "distilled": (x_s, y_s, evaluate.hard_labels(y_s, parts.y_natural))}
@@ -106,11 +125,17 @@ def main(argv):
   with _common.user_errors():
     if FLAGS.select_by != "krr" and FLAGS.select_by not in FLAGS.protocols:
       raise ValueError(f"--select_by={FLAGS.select_by} must be 'krr' or one of --protocols")
+    if FLAGS.eval_points < 1:
+      raise ValueError(f"--eval_points must be >= 1, got {FLAGS.eval_points}")
+    _check_out(FLAGS.out)
     grid = tuning.parse_grid(FLAGS.grid)
     configs = [_entry_config(g) for g in grid]  # every entry validated before any run
+    for config in configs:
+      _network_config(config)
+    root = FLAGS.out[:-len(".jsonl")] if FLAGS.out.endswith(".jsonl") else FLAGS.out + ".runs"
+    io.check_workdir(root, "the runs directory of --out")
     done = tuning.done_entries(FLAGS.out)
     datasets = {}
-  root = FLAGS.out[:-len(".jsonl")] if FLAGS.out.endswith(".jsonl") else FLAGS.out + ".runs"
   for i, (overrides, config) in enumerate(zip(grid, configs)):
     entry = {**dataclasses.asdict(config.method_config), "seed": config.seed,
              "zca": overrides.get("zca", FLAGS.zca), "dataset": FLAGS.dataset,
@@ -139,4 +164,4 @@ def main(argv):
 
 if __name__ == "__main__":
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  app.run(main)
+  app.run(main, flags_parser=_common.parse_flags)

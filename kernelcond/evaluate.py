@@ -58,13 +58,13 @@ class EvalConfig:
   def __post_init__(self):
     object.__setattr__(self, "protocols", tuple(p for p in self.protocols if p))
     object.__setattr__(self, "net_seeds", tuple(int(s) for s in self.net_seeds))
-    kernels.get_spec(self.kernel)
+    kernels.resolve_backend(self.kernel_backend, self.kernel)  # unknown or missing: named now
     if self.kernel_type not in KERNEL_TYPES:
       raise ValueError(f"Unknown kernel type {self.kernel_type!r}; valid: {', '.join(KERNEL_TYPES)}")
     if not self.reg >= 0:
       raise ValueError(f"reg must be >= 0, got {self.reg}")
     if self.protocols and not self.net_seeds:
-      raise ValueError("seeds must name at least one network seed when protocols are given")
+      raise ValueError("net_seeds must name at least one network seed when protocols are given")
     if self.net_epochs < 0:
       raise ValueError(f"net_epochs must be >= 0, got {self.net_epochs}")
     if self.protocols:
@@ -97,6 +97,26 @@ def krr_accuracy(kernel_fn, x_support, y_support, x, y, reg: float = 1e-6,
   """KRR accuracy on `(x, y)` of the fit on `(x_support (n, ...), y_support (n, c))`."""
   return krr.evaluate(kernel_fn, x_support, y_support, x, y, reg=reg, get=get,
                       batch_size=block_size)["accuracy"]
+
+
+MAX_MAGNITUDE = 1e6
+
+
+def check_magnitude(values, what: str, limit: float = MAX_MAGNITUDE) -> None:
+  """Refuses non-finite values or values beyond `limit` in magnitude.
+
+  Preprocessed inputs and targets are O(1); values of 1e30 are finite in float32
+  but their kernels overflow to inf, and a KRR fit on them is meaningless.
+
+  Raises:
+    ValueError: naming `what` and the largest magnitude.
+  """
+  largest = float(np.max(np.abs(np.asarray(values, np.float64)), initial=0.0))
+  if not np.isfinite(largest):
+    raise ValueError(f"{what} contain NaN or inf")
+  if largest > limit:
+    raise ValueError(f"{what} reach {largest:.3g} in magnitude (beyond {limit:g}): their kernel "
+                     "overflows; give preprocessed (standardised) inputs")
 
 
 def hard_labels(y_support, y_init=None) -> Optional[np.ndarray]:
@@ -137,6 +157,9 @@ def evaluate_support(config: EvalConfig, x_support, y_support, x_test, y_test, *
   t0 = time.perf_counter()
   x_support = np.asarray(x_support, np.float32)
   y_support = np.asarray(y_support, np.float32)
+  check_magnitude(x_support, "support inputs")
+  check_magnitude(y_support, "support labels")
+  check_magnitude(x_test, "test inputs")
   kernel_fn = kernels.make_kernel_fn(config.kernel, config.kernel_backend)
   out = {"support_size": int(len(x_support)),
          "label_kind": "hard" if labels is not None else "soft",

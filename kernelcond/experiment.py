@@ -6,6 +6,7 @@ it started from and the condensed set with the one evaluation
 (`evaluate.evaluate_support`), and writes the shared outputs:
 
     workdir/config.json       the run's configuration (another one is refused)
+    workdir/stacks.json       the library versions of its sessions (`io.record_stack`)
     workdir/checkpoints/      resumable state (atomic; the newest readable is used)
     workdir/metrics.jsonl     one record per step (+ workdir/tensorboard/ events)
     workdir/distilled.npz     the support set (`support.save_support`)
@@ -14,7 +15,12 @@ it started from and the condensed set with the one evaluation
 
 Every results.json has the same top level: `schema`, `experiment`, `config`,
 `dataset`, `evaluations` (name -> `evaluate_support` output), `run`
-(experiment-specific facts: steps, timing), `environment`.
+(experiment-specific facts: steps, timing), `environment` (versions and
+devices; with `stacks`, every stack's versions, when a run was resumed under
+other library versions than it began with).
+
+Re-running a finished run (the same configuration, results.json written)
+returns its stored results and writes nothing (`finished`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import os
 import time
 from typing import Any, Callable, NamedTuple, Optional
 
+from absl import logging
 import jax
 import numpy as np
 
@@ -86,6 +93,8 @@ class DistillConfig:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
     if self.val_size < 0:
       raise ValueError(f"val_size must be >= 0, got {self.val_size}")
+    if self.seed < 0:
+      raise ValueError(f"seed must be >= 0, got {self.seed}")
     object.__setattr__(self, "data", dict(self.data))
 
   @property
@@ -101,6 +110,10 @@ class DistillConfig:
             "checkpoint_every": self.checkpoint_every, "eval_every": self.eval_every,
             "evaluation": self.evaluation.to_dict()}
 
+  def finished_keys(self) -> tuple[str, ...]:
+    """config.json keys that do not change a run's results (how often it logged)."""
+    return ("checkpoint_every", "eval_every")
+
   def resumable_keys(self) -> tuple[str, ...]:
     """config.json keys that may change between sessions of one run."""
     keys = ("checkpoint_every", "eval_every", "evaluation")
@@ -114,11 +127,35 @@ def dataset_record(dataset) -> dict:
           "num_classes": dataset.num_classes, "fingerprint": dataset.fingerprint()}
 
 
-def results_record(experiment: str, config: dict, dataset, evaluations: dict, run: dict) -> dict:
-  """The shared results.json schema (see the module docstring)."""
+def results_record(experiment: str, config: dict, dataset, evaluations: dict, run: dict,
+                   stacks: Optional[list] = None) -> dict:
+  """The shared results.json schema (see the module docstring).
+
+  Args:
+    stacks: `io.record_stack`'s list; noted under `environment` when it holds
+      more than one stack (a run resumed under other library versions).
+  """
+  environment = io.environment()
+  if stacks and len(stacks) > 1:
+    environment["stacks"] = stacks
   return {"schema": SCHEMA, "experiment": experiment, "config": config,
           "dataset": dataset_record(dataset), "evaluations": evaluations, "run": run,
-          "environment": io.environment()}
+          "environment": environment}
+
+
+def finished(config: DistillConfig, workdir: str) -> Optional[dict]:
+  """The stored results.json record when `workdir` holds this finished run, else None."""
+  return io.finished_results(workdir, config.to_dict(), ignore=config.finished_keys())
+
+
+def note_stack(workdir: str) -> list:
+  """Records this session's library stack in the workdir and warns (one line) on a change."""
+  stacks = io.record_stack(workdir)
+  if len(stacks) > 1:
+    logging.warning("%s: earlier sessions of this run used other library versions (%s); its "
+                    "results mix stacks, as results.json's environment.stacks notes", workdir,
+                    io.stack_change(stacks[-2], stacks[-1]))
+  return stacks
 
 
 class Split(NamedTuple):
@@ -170,12 +207,15 @@ def distill(config: DistillConfig, dataset, workdir: str,
     on_chunk: progress callback of `condense.loop.run`.
 
   Returns:
-    The results.json record.
+    The results.json record (a finished run's stored one, nothing recomputed).
 
   Raises:
     ValueError: bad settings or inputs, before anything is written.
     FloatingPointError / condense.loop.Interrupted: from the loop (state saved).
   """
+  stored = finished(config, workdir)
+  if stored is not None:
+    return stored
   start_time = time.time()
   method = condense.METHODS.get(config.method)
   num_classes = dataset.num_classes
@@ -188,8 +228,10 @@ def distill(config: DistillConfig, dataset, workdir: str,
     x_init, y_init, _ = condense.initial_support(x_train, y_train, labels, config.ipc,
                                                  config.seed, config.init, num_classes)
   condenser = method.make(config.method_config)
+  io.check_workdir(workdir)
   os.makedirs(workdir, exist_ok=True)
   io.check_run_config(workdir, config.to_dict(), ignore=config.resumable_keys())
+  stacks = note_stack(workdir)
 
   data = condense.Data.create(x_train, y_train, labels, num_classes)
   x_val, y_val = parts.x_val, parts.y_val
@@ -233,6 +275,6 @@ def distill(config: DistillConfig, dataset, workdir: str,
          "final": stats["final"], "last_val": stats["last_eval"],
          "seconds_per_step": stats["seconds_per_step"], "wall_time_s": time.time() - start_time,
          "kernel_backend": getattr(kernel_fn, "backend", None)}
-  results = results_record("distill", record, dataset, evaluations, run)
+  results = results_record("distill", record, dataset, evaluations, run, stacks)
   io.save_json(os.path.join(workdir, "results.json"), results)
   return results

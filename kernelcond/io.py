@@ -2,7 +2,13 @@
 
 Every write goes to a temporary file in the destination directory and is then
 moved into place with `os.replace`, so a run killed mid-write leaves either the
-old file or the new one, never a truncated mix.
+old file or the new one, never a truncated mix. The temporary file's name
+records its writer (`.tmp-<host>-<pid>-...`): one left by a killed writer is
+removed by the next run in that workdir (`remove_stale_temp_files`).
+
+A workdir belongs to one configuration (`check_run_config`); a finished run's
+results are found again by `finished_results`, and the library stacks its
+sessions ran under are kept in `stacks.json` (`record_stack`).
 """
 
 from __future__ import annotations
@@ -12,12 +18,22 @@ import hashlib
 import json
 import os
 import re
+import socket
 import tempfile
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Optional
 
 import numpy as np
 
 _CKPT_RE = re.compile(r"^ckpt_(\d{9})\.npz$")
+_TMP_PREFIX = ".tmp-"
+_TMP_RE = re.compile(r"^\.tmp-(?P<host>[A-Za-z0-9]*)-(?P<pid>\d+)-")
+CONFIG_FILE = "config.json"
+RESULTS_FILE = "results.json"
+STACKS_FILE = "stacks.json"
+
+
+def _host() -> str:
+  return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:40]
 
 
 @contextlib.contextmanager
@@ -25,7 +41,8 @@ def atomic_path(path: str) -> Iterator[str]:
   """Yields a temporary path next to `path`; renames it onto `path` on success."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=f"{_TMP_PREFIX}{_host()}-{os.getpid()}-",
+                             suffix="-" + os.path.basename(path))
   os.close(fd)
   try:
     yield tmp
@@ -33,6 +50,70 @@ def atomic_path(path: str) -> Iterator[str]:
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def _writer_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # alive, another user's
+    return True
+  return True
+
+
+def _is_stale_temp(name: str) -> bool:
+  """A temporary file of an atomic write whose writer is gone (killed mid-write).
+
+  Names without a writer (an older kernelcond's) count as stale; those written
+  on another host are left alone (their writer cannot be checked from here).
+  """
+  if not name.startswith(_TMP_PREFIX):
+    return False
+  m = _TMP_RE.match(name)
+  if m is None:
+    return True
+  return m.group("host") == _host() and not _writer_alive(int(m.group("pid")))
+
+
+def remove_stale_temp_files(directory: str) -> list[str]:
+  """Removes the temporary files that killed atomic writes left under `directory`.
+
+  Returns the removed paths. A file that cannot be removed (a read-only
+  workdir) is left for a run that can write there.
+  """
+  removed = []
+  for root, _, names in os.walk(directory):
+    for name in names:
+      if _is_stale_temp(name):
+        path = os.path.join(root, name)
+        try:
+          os.remove(path)
+        except OSError:
+          continue
+        removed.append(path)
+  return removed
+
+
+def check_workdir(path: str, name: str = "workdir") -> None:
+  """Refuses a workdir that is an existing file, lies below a file, or cannot be written.
+
+  Args:
+    path: the directory (it need not exist yet).
+    name: how the error names it, e.g. '--workdir'.
+
+  Raises:
+    ValueError: naming `path` and the problem; nothing is created.
+  """
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise ValueError(f"{name}={path} is an existing file, not a directory")
+  existing = os.path.abspath(path)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise ValueError(f"{name}={path} lies below {existing}, which is a file")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ValueError(f"{name}={path} is not writable ({existing} is read-only)")
 
 
 def _to_jsonable(obj: Any) -> Any:
@@ -53,6 +134,13 @@ def save_json(path: str, obj: Any) -> None:
     with open(tmp, "w") as f:
       json.dump(_to_jsonable(obj), f, indent=2, sort_keys=False)
       f.write("\n")
+
+
+def save_text(path: str, text: str) -> None:
+  """Writes `text` atomically."""
+  with atomic_path(path) as tmp:
+    with open(tmp, "w") as f:
+      f.write(text)
 
 
 def load_json(path: str) -> Any:
@@ -180,44 +268,108 @@ def fingerprint(*arrays: Any) -> str:
   return h.hexdigest()[:16]
 
 
+def _holds_outputs(workdir: str) -> bool:
+  """True when `workdir` holds a file besides config.json, stacks.json and temporary files."""
+  for _, _, names in os.walk(workdir):
+    if any(n not in (CONFIG_FILE, STACKS_FILE) and not n.startswith(_TMP_PREFIX)
+           for n in names):
+      return True
+  return False
+
+
 def check_run_config(workdir: str, config: Mapping[str, Any],
                      ignore: tuple[str, ...] = ()) -> None:
   """Writes `workdir/config.json`, or checks it matches a run already there.
 
   A workdir belongs to one configuration: resuming with different settings
-  would silently mix two experiments, so it is refused with the differing keys.
-  Keys in `ignore` (e.g. how often to log) may differ between runs.
+  would silently mix two experiments, so it is refused with the differing keys
+  — unless the earlier run left nothing but its config.json (it failed before
+  its first output), in which case the new configuration takes its place.
+  Keys in `ignore` (e.g. how often to log) may differ between runs. Temporary
+  files of writes killed in an earlier session are removed.
   """
-  path = os.path.join(workdir, "config.json")
+  path = os.path.join(workdir, CONFIG_FILE)
   config = _to_jsonable(dict(config))
   if os.path.exists(path):
     old = load_json(path)
     diff = sorted(k for k in set(old) | set(config)
                   if k not in ignore and old.get(k) != config.get(k))
-    if diff:
+    if diff and _holds_outputs(workdir):
       details = ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in diff)
       raise ValueError(f"Workdir {workdir} holds a run with another configuration "
                        f"({details}). Use a new --workdir, or delete this one yourself.")
+    if diff:
+      save_json(path, config)
   else:
     save_json(path, config)
+  remove_stale_temp_files(workdir)
+
+
+def finished_results(workdir: str, config: Mapping[str, Any],
+                     ignore: tuple[str, ...] = ()) -> Optional[dict]:
+  """`workdir/results.json` when it holds the results of `config`, else None.
+
+  For runs that write results.json once, at their end: a match means the same
+  command already finished there. Keys in `ignore` may differ. Reads only.
+  """
+  path = os.path.join(workdir, RESULTS_FILE)
+  if not os.path.isfile(path):
+    return None
+  try:
+    results = load_json(path)
+  except (OSError, ValueError):
+    return None
+  stored = results.get("config") if isinstance(results, dict) else None
+  if not isinstance(stored, dict):
+    return None
+  config = _to_jsonable(dict(config))
+  if any(stored.get(k) != config.get(k) for k in set(stored) | set(config) if k not in ignore):
+    return None
+  return results
+
+
+def record_stack(workdir: str) -> list[dict]:
+  """Notes this session's library versions in `workdir/stacks.json`; returns every stack.
+
+  The file lists the versions (`versions()`) of the sessions of a run, first
+  session first, one entry per change of stack; a run resumed under other
+  versions than it began with has more than one.
+  """
+  path = os.path.join(workdir, STACKS_FILE)
+  stacks = load_json(path) if os.path.exists(path) else []
+  current = versions()
+  if not stacks or stacks[-1] != current:
+    stacks.append(current)
+    save_json(path, stacks)
+  return stacks
+
+
+def stack_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+  """'jax 0.4.23 -> 0.10.2, numpy 1.26.4 -> 2.3.5': the versions that differ."""
+  return ", ".join(f"{k} {old.get(k)} -> {new.get(k)}" for k in new if old.get(k) != new.get(k))
 
 
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "neural-tangents",
               "scikit-learn", "kernelcond")
 
 
-def environment() -> dict:
-  """Library versions and devices, recorded with every result."""
+def versions() -> dict:
+  """Python and library versions (None for a library that is not installed)."""
   import importlib.metadata
   import platform
 
-  import jax
-
-  versions = {"python": platform.python_version()}
+  found = {"python": platform.python_version()}
   for name in _VERSIONED:
     try:
-      versions[name] = importlib.metadata.version(name)
+      found[name] = importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
-      versions[name] = None
-  return {"versions": versions, "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
+      found[name] = None
+  return found
+
+
+def environment() -> dict:
+  """Library versions and devices, recorded with every result."""
+  import jax
+
+  return {"versions": versions(), "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
           "processes": jax.process_count()}

@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from kernelcond import evaluate
 from kernelcond import io
 from kernelcond import preprocess
 
@@ -86,7 +87,6 @@ def load_support(path: str, dataset: Any, center: bool = True):
     raise ValueError(f"{path}: labels of shape {y.shape}, expected ({len(x)}, {num_classes})")
   preprocess.check_finite(x, f"{path} images")
   preprocess.check_finite(y, f"{path} labels")
-  if np.abs(x).max(initial=0) > 1e6 or np.abs(y).max(initial=0) > 1e6:
-    raise ValueError(f"{path}: values beyond 1e6 in magnitude; not a support set of "
-                     "preprocessed inputs")
+  evaluate.check_magnitude(x, f"{path}: images")
+  evaluate.check_magnitude(y, f"{path}: labels")
   return x, y.astype(np.float32), labels

@@ -1,6 +1,7 @@
 """The condensation seam: registry, the one run loop (resume, NaN guard, signals,
 metrics log) and Label Solve through the loop against the direct solve."""
 
+import functools
 import json
 import os
 
@@ -26,10 +27,12 @@ def _data(n=30, seed=0):
   return base.Data.create(rng.standard_normal((n, 4, 4, 1)), np.eye(C)[labels], labels)
 
 
-def _kip(steps=6, **kw):
+@functools.lru_cache(maxsize=None)
+def _kip():
+  """One KIP condenser for the module: the loop's jitted chunk compiles once for it."""
   method = condense.METHODS.get("kip")
   config = method.config(kernel="fc2", kernel_backend="native", lr=0.02, reg=1e-3,
-                         target_batch=8, lr_schedule="constant", steps=steps, **kw)
+                         target_batch=8, lr_schedule="constant", steps=50)
   return method.make(config)
 
 
@@ -116,7 +119,7 @@ def test_nan_guard_names_the_step_and_keeps_the_last_state(tmp_path):
 
 
 def test_interrupt_checkpoints_and_raises(tmp_path):
-  data, condenser = _data(), _kip(steps=50)
+  data, condenser = _data(), _kip()
   workdir = str(tmp_path / "int")
 
   def stop(step, record):
@@ -133,7 +136,7 @@ def test_interrupt_checkpoints_and_raises(tmp_path):
 
 def test_evaluation_is_logged_and_tensorboard_written(tmp_path):
   pytest.importorskip("kernelcond.tensorboard")
-  data, condenser = _data(), _kip(steps=4)
+  data, condenser = _data(), _kip()
   workdir = str(tmp_path / "ev")
   _, stats = loop.run(condenser, data, _fresh(condenser, data), steps=4,
                       key=jax.random.PRNGKey(0), workdir=workdir, eval_every=2,

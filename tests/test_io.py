@@ -58,8 +58,21 @@ def test_check_run_config_refuses_other_config(tmp_path):
   io.check_run_config(d, {"lr": 0.1, "steps": 10})
   io.check_run_config(d, {"lr": 0.1, "steps": 10})  # same config: resume
   io.check_run_config(d, {"lr": 0.1, "steps": 10, "log_every": 5}, ignore=("log_every",))
+  io.save_json(os.path.join(d, "results.json"), {"accuracy": 0.5})  # the run's first output
   with pytest.raises(ValueError, match="lr: 0.1 -> 0.2"):
     io.check_run_config(d, {"lr": 0.2, "steps": 10})
+
+
+def test_finished_results_match_the_whole_config(tmp_path):
+  d = str(tmp_path / "run")
+  assert io.finished_results(d, {"lr": 0.1}) is None  # no workdir
+  io.save_json(os.path.join(d, "results.json"), {"config": {"lr": 0.1, "every": 5}, "acc": 1})
+  assert io.finished_results(d, {"lr": 0.1, "every": 5})["acc"] == 1
+  assert io.finished_results(d, {"lr": 0.1, "every": 9}, ignore=("every",))["acc"] == 1
+  assert io.finished_results(d, {"lr": 0.2, "every": 5}) is None
+  with open(os.path.join(d, "results.json"), "w") as f:
+    f.write('{"config": {"lr"')  # unreadable: not finished
+  assert io.finished_results(d, {"lr": 0.1, "every": 5}) is None
 
 
 def test_fingerprint_depends_on_content():

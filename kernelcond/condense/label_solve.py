@@ -111,9 +111,17 @@ def label_solve(kernel_fn, x_support, x_target, y_target, reg: float = 1e-6,
 
   Returns:
     `(n_s, c)` float32 numpy labels.
+
+  Raises:
+    ValueError: when a kernel is not finite (inputs too large for float32).
   """
   k_ss = kernels.kernel_matrix(kernel_fn, x_support, None, get, batch_size)
   k_ts = kernels.kernel_matrix(kernel_fn, x_target, x_support, get, batch_size)
+  for name, k, x in (("support", k_ss, x_support), ("target", k_ts, x_target)):
+    if not bool(jnp.all(jnp.isfinite(k))):
+      raise ValueError(f"Label Solve: the {name} kernel is not finite (inputs up to "
+                       f"{float(jnp.max(jnp.abs(jnp.asarray(x)))):.3g} in magnitude overflow "
+                       "float32); give preprocessed (standardised) inputs")
   return np.asarray(solve_labels(k_ts, k_ss, y_target, reg, ridge), np.float32)
 
 

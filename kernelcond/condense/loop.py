@@ -21,6 +21,7 @@ resumed and step-by-step runs follow one trajectory.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
@@ -61,29 +62,32 @@ def make_chunk(condenser: base.Condenser, max_chunk: int = 256):
   """A jitted `chunk(state, data, key, n) -> (state, metrics)` of `min(n, max_chunk)` steps.
 
   `metrics` maps each metric name to a `(max_chunk,)` array whose first
-  `min(n, max_chunk)` entries are filled.
+  `min(n, max_chunk)` entries are filled. The condenser is a static argument of
+  one jitted function, so every chunk function of the same condenser object
+  (a resumed run, a second run in the same process) shares its compilation.
   """
   if max_chunk < 1:
     raise ValueError(f"max_chunk must be >= 1, got {max_chunk}")
+  return functools.partial(_chunk, condenser, max_chunk)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _chunk(condenser: base.Condenser, max_chunk: int, state, data, key, n):
 
   def one_step(state, data, key):
     batch_key, update_key = step_keys(key, state.step)
     return condenser.update(state, condenser.sample_batch(batch_key, data), update_key)
 
-  @jax.jit
-  def chunk(state, data, key, n):
-    shapes = jax.eval_shape(one_step, state, data, key)[1]
-    buffers = {k: jnp.zeros((max_chunk,), jnp.float32) for k in shapes}
+  shapes = jax.eval_shape(one_step, state, data, key)[1]
+  buffers = {k: jnp.zeros((max_chunk,), jnp.float32) for k in shapes}
 
-    def body(i, carry):
-      state, buffers = carry
-      state, metrics = one_step(state, data, key)
-      return state, {k: b.at[i].set(jnp.asarray(metrics[k], jnp.float32))
-                     for k, b in buffers.items()}
+  def body(i, carry):
+    state, buffers = carry
+    state, metrics = one_step(state, data, key)
+    return state, {k: b.at[i].set(jnp.asarray(metrics[k], jnp.float32))
+                   for k, b in buffers.items()}
 
-    return jax.lax.fori_loop(0, jnp.minimum(n, max_chunk), body, (state, buffers))
-
-  return chunk
+  return jax.lax.fori_loop(0, jnp.minimum(n, max_chunk), body, (state, buffers))
 
 
 def _python_chunk(condenser: base.Condenser):

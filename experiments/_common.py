@@ -120,9 +120,10 @@ def define_distributed_flags() -> None:
 
 
 def maybe_initialize_distributed() -> bool:
-  """Calls `jax.distributed.initialize` when --jax_coordinator_address is given.
+  """`kernelcond.distributed.initialize` from the flags, when --jax_coordinator_address is given.
 
-  Must run before any JAX computation. Returns True if it initialised.
+  Must run before any JAX computation (it also switches on CPU collectives, so
+  CPU-only processes compute together). Returns True if it initialised.
 
   Raises:
     app.UsageError: if only some of the three multi-host flags are set.
@@ -134,9 +135,11 @@ def maybe_initialize_distributed() -> bool:
     raise app.UsageError("--jax_coordinator_address, --jax_num_processes and "
                          "--jax_process_id must be given together.")
   import jax
-  jax.distributed.initialize(coordinator_address=FLAGS.jax_coordinator_address,
-                             num_processes=FLAGS.jax_num_processes,
-                             process_id=FLAGS.jax_process_id)
+  from kernelcond import distributed
+  try:
+    distributed.initialize(*values)
+  except ValueError as e:
+    raise app.UsageError(f"--jax_process_id: {e}") from None
   logging.info("jax.distributed: process %d of %d, %d global devices", jax.process_index(),
                jax.process_count(), jax.device_count())
   return True

@@ -35,6 +35,7 @@ import _common  # noqa: E402
 import _flags  # noqa: E402
 
 from kernelcond import clean  # noqa: E402
+from kernelcond import io  # noqa: E402
 
 FLAGS = flags.FLAGS
 _common.define_data_flags()
@@ -74,14 +75,15 @@ def main(argv):
     config = _flags.config_from_flags(clean.CleanConfig, data=_common.data_config())
     stored = clean.finished(config, FLAGS.workdir)
     if stored is not None:
-      print(f"Already finished: {FLAGS.workdir} holds this run; stored results below "
+      print(f"already finished: {FLAGS.workdir} holds this run; stored results below "
             "(nothing was recomputed).")
       _print_results(stored)
       return
+    io.check_workdir(FLAGS.workdir, "--workdir")
     dataset = _common.load_data_from_flags()
     results = clean.run(config, dataset, FLAGS.workdir, log=logging.info)
   _print_results(results)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_common.parse_flags)

@@ -672,31 +672,52 @@ _PROTOCOL_INTRO = (
 
 
 def collect_protocols(records) -> dict:
-  """{(dataset, (protocol, epochs)): {row label: {ipc: [accuracy per seed]}}} of protocol records."""
-  table = {}
+  """{(dataset, (protocol, epochs)): {row label: {ipc: [accuracy per seed]}}} of protocol records.
 
-  def add(dataset, protocol, label, ipc, value):
+  A natural subset evaluated by several runs of the same seed (a KIP and a Label
+  Solve run start from the same draw) counts once. An `evaluate` record of a
+  condensed set takes its label from the distill run that wrote the set (found
+  among `records` by the set's folder name), else the evaluate workdir's name.
+  """
+  table = {}
+  producers = {}
+  for _, path, r in records:
+    if r.get("experiment") == "distill":
+      producers[(r["dataset"]["name"], os.path.basename(os.path.dirname(path)))] = r.get(
+          "config") or {}
+
+  def add(dataset, protocol, label, ipc, key, value):
     table.setdefault((dataset, protocol), {}).setdefault(label, {}).setdefault(
-        ipc, []).append(value)
+        ipc, {}).setdefault(key, value)
 
   for _, path, r in records:
     if not is_protocol_record(r):
       continue
     dataset, config = r["dataset"]["name"], r.get("config") or {}
     data_dir = str((config.get("data") or {}).get("data_dir") or "")
+    shown = dataset
     if dataset == "folder" and os.path.basename(data_dir.rstrip("/")) == "cifar10":
-      dataset = "CIFAR-10 (JPEG copy)"
+      shown = "CIFAR-10 (JPEG copy)"
     for name, ev in r["evaluations"].items():
       ipc = ev.get("support_size", 0) // max(1, r["dataset"].get("num_classes") or 10)
+      key = path
       if r["experiment"] == "distill":
         label = "natural" if name == "natural" else distill_label(config)
+        if name == "natural":
+          key = ("natural", config.get("seed"))
+      elif ev.get("label_kind") == "hard":
+        label = "natural"
       else:
-        label = "natural" if ev.get("label_kind") == "hard" else os.path.basename(
-            os.path.dirname(path))
+        run = os.path.basename(os.path.dirname(str(config.get("support", ""))))
+        producer = producers.get((dataset, run))
+        label = (distill_label(producer) if producer is not None
+                 else os.path.basename(os.path.dirname(path)))
       for protocol, net in ev["networks"].items():
         epochs = (net.get("config") or {}).get("epochs")
-        add(dataset, (protocol, epochs), label, ipc, net["mean"])
-  return table
+        add(shown, (protocol, epochs), label, ipc, key, net["mean"])
+  return {group: {label: {ipc: list(cells.values()) for ipc, cells in by_ipc.items()}
+                  for label, by_ipc in rows.items()}
+          for group, rows in table.items()}
 
 
 def protocol_section(grouped) -> list[str]:

@@ -42,6 +42,8 @@ flags.DEFINE_string("out", "docs/results.md", "Markdown file to write.")
 flags.DEFINE_string("figures_dir", None, "Where the PNGs go (default: figures/ next to --out).")
 flags.DEFINE_list("sections", list(report.SECTIONS), "Report sections, any of "
                   f"{', '.join(report.SECTIONS)}.")
+flags.DEFINE_list("notes_roots", [], "Result folders with their own README.md, listed "
+                  "at the end with title and first paragraph.")
 flags.DEFINE_list("protocol_roots", [], "Roots read only by the 'protocols' section (runs "
                   "evaluated under named protocols, kept out of the condensation tables).")
 flags.mark_flag_as_required("roots")
@@ -56,7 +58,8 @@ def main(argv):
     io.check_workdir(os.path.dirname(os.path.abspath(FLAGS.out)), "the directory of --out")
     roots = [r for r in FLAGS.roots if r.strip()]
     text = report.render(roots, FLAGS.out, FLAGS.figures_dir, sections=FLAGS.sections,
-                         protocol_roots=[r for r in FLAGS.protocol_roots if r.strip()])
+                         protocol_roots=[r for r in FLAGS.protocol_roots if r.strip()],
+                         notes_roots=[r for r in FLAGS.notes_roots if r.strip()])
     io.save_text(FLAGS.out, text)  # atomic: a killed run never leaves half a report
   print(f"wrote {FLAGS.out}")
 

@@ -44,6 +44,7 @@ import optax
 
 from kernelcond import kernels
 from kernelcond.condense import base
+from kernelcond.condense import kip
 from kernelcond.condense import rfad
 from kernelcond.kernels import finite
 from kernelcond.registry import choice_validator
@@ -155,7 +156,7 @@ class FrepoState:
 
 def make_optimizer(config: FrepoConfig) -> optax.GradientTransformation:
   """`config.optimizer` on the images (and the labels if learned; else they are frozen)."""
-  images = rfad.OPTIMIZERS[config.optimizer](rfad.learning_rate(config))
+  images = rfad.OPTIMIZERS[config.optimizer](kip.learning_rate(config))
   labels = {"x_support": "learn", "y_support": "learn" if config.learn_labels else "freeze"}
   return optax.multi_transform({"learn": images, "freeze": optax.set_to_zero()}, labels)
 

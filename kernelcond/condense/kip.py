@@ -45,7 +45,7 @@ from kernelcond.condense import base
 KERNEL_CHOICES = ("ntk", "nngp", "sample")
 SCHEDULE_CHOICES = ("constant", "cosine")
 
-_OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
+OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
     "adam": optax.adam,
     "sgd": optax.sgd,
     "momentum": lambda lr: optax.sgd(lr, momentum=0.9),
@@ -92,7 +92,7 @@ class KipConfig:
 
   def __post_init__(self):
     _check_choice("KIP kernel type", self.kernel_type, KERNEL_CHOICES)
-    _check_choice("optimizer", self.optimizer, tuple(_OPTIMIZERS))
+    _check_choice("optimizer", self.optimizer, tuple(OPTIMIZERS))
     _check_choice("lr schedule", self.lr_schedule, SCHEDULE_CHOICES)
     kernels.get_spec(self.kernel)  # a bad spec fails here, before any work
     _check_choice("kernel backend", self.kernel_backend, kernels.BACKENDS)
@@ -133,6 +133,16 @@ class KipState:
     return {"x_support": self.x_support, "y_support": self.y_support}
 
 
+def learning_rate(config) -> Any:
+  """`config.lr`, or its cosine decay to `lr / 100` over `config.steps` (`lr_schedule`).
+
+  The one schedule rule of the kernel methods (KIP, rfad, frepo).
+  """
+  if config.lr_schedule == "cosine":
+    return optax.cosine_decay_schedule(config.lr, config.steps, alpha=0.01)
+  return config.lr
+
+
 def make_optimizer(config: KipConfig) -> optax.GradientTransformation:
   """The optax transformation named by `config`, chained with the label mask.
 
@@ -140,10 +150,7 @@ def make_optimizer(config: KipConfig) -> optax.GradientTransformation:
   gradient is dropped, no optimizer state is kept for it and XLA removes its
   computation from the jitted step.
   """
-  lr = config.lr
-  if config.lr_schedule == "cosine":
-    lr = optax.cosine_decay_schedule(config.lr, config.steps, alpha=0.01)
-  base = _OPTIMIZERS[config.optimizer](lr)
+  base = OPTIMIZERS[config.optimizer](learning_rate(config))
   if config.learn_labels:
     return optax.chain(base)
   labels = {"x_support": "learn", "y_support": "freeze"}

@@ -63,11 +63,9 @@ SCHEDULES = ("constant", "cosine")
 KRR_FORMS = ("auto", "dual", "primal")
 
 OPTIMIZERS: dict[str, Callable[[Any], optax.GradientTransformation]] = {
-    "adam": optax.adam,
+    **kip.OPTIMIZERS,
     "adabelief": lambda lr: optax.adabelief(lr, eps=1e-16),
     "lamb": optax.lamb,
-    "sgd": optax.sgd,
-    "momentum": lambda lr: optax.sgd(lr, momentum=0.9),
 }
 
 check_loss = choice_validator("RFAD loss", LOSSES)
@@ -313,20 +311,13 @@ def make_loss_and_grad(config: RfadConfig, n_devices: Optional[int] = None):
   return loss_and_grad
 
 
-def learning_rate(config) -> Any:
-  """`config.lr`, or its cosine decay to `lr / 100` over `config.steps`."""
-  if config.lr_schedule == "cosine":
-    return optax.cosine_decay_schedule(config.lr, config.steps, alpha=0.01)
-  return config.lr
-
-
 def make_optimizer(config: RfadConfig) -> optax.GradientTransformation:
   """Images (and labels if learned) with `config.optimizer`; the temperature with Adam.
 
   Frozen parameters (`y_support` with fixed labels, `log_scale` with the 'mse'
   loss) get `optax.set_to_zero()`: no state and no update.
   """
-  images = OPTIMIZERS[config.optimizer](learning_rate(config))
+  images = OPTIMIZERS[config.optimizer](kip.learning_rate(config))
   groups = {"images": images, "temperature": optax.adam(config.temperature_lr),
             "freeze": optax.set_to_zero()}
   labels = {"x_support": "images",

@@ -173,7 +173,7 @@ def init_state(x_support, y_support, optimizer: optax.GradientTransformation) ->
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _krr_solve(k_ss, y_support, reg):
+def krr_solve(k_ss, y_support, reg):
   """`krr.solve` with the adjoint-solve gradient instead of differentiating Cholesky.
 
   Same value as `krr.solve(k_ss, y_support, reg)`. With `A = krr.regularized(k_ss,
@@ -199,7 +199,7 @@ def _krr_solve_bwd(reg, residuals, g):
   return dk, w
 
 
-_krr_solve.defvjp(_krr_solve_fwd, _krr_solve_bwd)
+krr_solve.defvjp(_krr_solve_fwd, _krr_solve_bwd)
 
 
 def _squared_error_sum(params, x_target, y_target, weights, kernel_fn, reg, get):
@@ -213,7 +213,7 @@ def _squared_error_sum(params, x_target, y_target, weights, kernel_fn, reg, get)
   x_support = params["x_support"]
   k_ss = kernel_fn(x_support, x_support, get)
   k_ts = kernel_fn(x_target, x_support, get)
-  pred = k_ts @ _krr_solve(k_ss, params["y_support"], reg)  # = krr.predict(...)
+  pred = k_ts @ krr_solve(k_ss, params["y_support"], reg)  # = krr.predict(...)
   sq = jnp.sum((pred - y_target) ** 2, axis=-1)
   correct = (jnp.argmax(pred, -1) == jnp.argmax(y_target, -1)).astype(jnp.float32)
   return jnp.sum(weights * sq), jnp.sum(weights * correct)

@@ -206,7 +206,7 @@ def feature_krr_weights(phi_s: jax.Array, y_s: jax.Array, reg: float,
   hi = jax.lax.Precision.HIGHEST
   if form == "dual":
     k_ss = jnp.matmul(phi_s, phi_s.T, precision=hi)
-    return jnp.matmul(phi_s.T, kip._krr_solve(k_ss, y_s, reg), precision=hi)
+    return jnp.matmul(phi_s.T, kip.krr_solve(k_ss, y_s, reg), precision=hi)
   ridge = reg * jnp.sum(phi_s ** 2) / n_s
   gram = jnp.matmul(phi_s.T, phi_s, precision=hi) + ridge * jnp.eye(d, dtype=phi_s.dtype)
   factor = jax.scipy.linalg.cho_factor(gram, lower=True)

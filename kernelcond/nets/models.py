@@ -36,6 +36,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from kernelcond import kernels
+from kernelcond.nets import conv
 from kernelcond.registry import Registry
 
 NORMS = ("batch", "instance", "none")
@@ -95,6 +96,11 @@ class ConvNet(nn.Module):
     input_padding: zero pixels added on each side of H and W before the first
       convolution. DC's ConvNet maps 28x28 inputs to 32x32 maps with padding 3
       in its first 3x3 convolution, which equals `input_padding=2`.
+    conv_impl: how the convolutions are differentiated (`nets.conv.IMPLS`):
+      'auto' takes the im2col tangent on CPU, where `lax` convolution
+      derivatives inside `fori_loop` / `scan` bodies are 10-90x slower
+      (`kernelcond.nets.conv`); the forward pass and the parameters are the
+      same either way.
   """
 
   num_classes: int
@@ -102,6 +108,7 @@ class ConvNet(nn.Module):
   depth: int = 3
   norm: str = "instance"
   input_padding: int = 0
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool = False, return_features: bool = False):
@@ -114,7 +121,7 @@ class ConvNet(nn.Module):
       if min(h.shape[1], h.shape[2]) < 2:
         raise ValueError(f"ConvNet depth {self.depth} is too deep for {x.shape[1:3]} inputs: "
                          f"block {i} sees {h.shape[1:3]}")
-      h = nn.Conv(self.width, (3, 3), padding="SAME", name=f"conv_{i}")(h)
+      h = conv.Conv(self.width, (3, 3), impl=self.conv_impl, name=f"conv_{i}")(h)
       h = _norm_layer(self.norm, train)(h)
       h = nn.relu(h)
       h = nn.avg_pool(h, (2, 2), strides=(2, 2))

@@ -11,16 +11,19 @@
 #   dd: MLP 2 x 128 (with the ConvNet w32 d3 a step took over a minute of wall time
 #     here: second-order convolutions), 10 unrolled steps, 2 random initialisations per
 #     step, learned soft labels and inner lr, Adam 0.01, 256 real targets per step.
-# Iterations per cell = about 3600 / the CPU seconds per outer iteration measured with
-# these settings (process CPU time of one jitted update after compilation, jax 0.10.2, on
-# the 2 shared cores at load 18-22, where wall time was 7-10x the CPU time; on idle cores
-# wall time is about the CPU time):
-#   dc 1: 9.4 s -> 400        dc 10: not measured (est. 10 x dc 1 + 450 inner steps) -> 20
-#   dsa 1: 10.4 s -> 350      dsa 10: as dc 10 -> 20
-#   dm 1: 0.42 s -> 8000      dm 10: 0.67 s -> 5000
-#   dd 1: 0.030 s, dd 10: 0.042 s -> capped at 20000 (about 15 minutes)
+# Iterations per cell: about 4 minutes of condensation per cell on 2 idle CPU cores
+# (jax 0.10.2, after the im2col-tangent convolution of kernelcond.nets.conv, which made
+# DC's outer iteration 27x faster on CPU; benchmarks/conv.py). Seconds per outer
+# iteration measured in one run of benchmarks/condense.py (commands in README.md here):
+#   dc 1: ~0.35 s -> 600        dc 10: ~4 s -> 60
+#   dsa 1: ~0.4 s -> 500        dsa 10: ~4.5 s -> 50
+#   dm 1: 0.23 s -> 1000        dm 10: ~0.4 s -> 600
+#   dd 1, dd 10: 0.015 s -> 10000
+# These are far below the papers' 1000 (dc/dsa) and 20000 (dm) iterations: the curves
+# (eval/val_accuracy in metrics.jsonl) show how far each cell got.
 # Evaluation on the full test set: KRR (fc3 NTK) and finite networks under the `dc`
-# protocol (ConvNet w128, 300 epochs), 2 networks each. 1000 training images are held out
+# protocol (ConvNet w128, 300 epochs), one network per cell (seeds 0/1 of the condensation
+# give the two numbers). 1000 training images are held out
 # for the running KRR validation accuracy every 1/20 of the run (eval/val_accuracy in
 # metrics.jsonl: the accuracy-vs-iteration curve; checkpoints at the same steps).
 # Resumable: re-run to continue; finished cells are skipped. Workdirs under $ROOT.
@@ -31,10 +34,10 @@ IPCS=${IPCS:-"1 10"}
 METHODS=${METHODS:-"dc dsa dm dd"}
 steps_for() {  # method ipc -> iterations (see above)
   case "$1_$2" in
-    dc_1) echo 400 ;;   dc_10) echo 20 ;;
-    dsa_1) echo 350 ;;  dsa_10) echo 20 ;;
-    dm_1) echo 8000 ;;  dm_10) echo 5000 ;;
-    dd_1) echo 20000 ;; dd_10) echo 20000 ;;
+    dc_1) echo 600 ;;   dc_10) echo 60 ;;
+    dsa_1) echo 500 ;;  dsa_10) echo 50 ;;
+    dm_1) echo 1000 ;;  dm_10) echo 600 ;;
+    dd_1) echo 10000 ;; dd_10) echo 10000 ;;
   esac
 }
 CONV=(--net=convnet --width=32 --depth=3)
@@ -51,7 +54,7 @@ for ipc in $IPCS; do
     for seed in 0 1; do
       python experiments/distill.py --dataset=fashion_mnist --method="$method" --ipc="$ipc" \
         --seed="$seed" --steps="$steps" "${args[@]}" --val_size=1000 --eval_every="$every" \
-        --checkpoint_every="$every" --protocols=dc --net_seeds=0,1 \
+        --checkpoint_every="$every" --protocols=dc --net_seeds=0 \
         --workdir="$ROOT/${method}_ipc${ipc}_s${seed}"
     done
   done

@@ -735,6 +735,82 @@ def protocol_section(grouped) -> list[str]:
   return lines
 
 
+def collect_run_curves(records) -> dict:
+  """{(dataset, ipc): {label: [(steps, val accuracies, seconds per step, config)]}}.
+
+  From the `metrics.jsonl` beside each distill record's results.json: the
+  running validation accuracy (`eval/val_accuracy`, on examples held out of
+  the training set) against the step, one entry per seed.
+  """
+  curves = {}
+  for _, path, r in records:
+    if r.get("experiment") != "distill":
+      continue
+    log = os.path.join(os.path.dirname(path), "metrics.jsonl")
+    if not os.path.exists(log):
+      continue
+    steps, accs, seconds = [], [], []
+    with open(log) as f:
+      for line in f:
+        try:
+          row = json.loads(line)
+        except ValueError:
+          continue  # a torn last line of an interrupted run
+        if "eval/val_accuracy" in row:
+          steps.append(int(row["step"]))
+          accs.append(float(row["eval/val_accuracy"]))
+        if "seconds" in row:
+          seconds.append(float(row["seconds"]))
+    if not steps:
+      continue
+    config = r.get("config") or {}
+    ipc = config.get("ipc")
+    curves.setdefault((r["dataset"]["name"], ipc), {}).setdefault(
+        distill_label(config), []).append(
+            (steps, accs, float(np.median(seconds)) if seconds else None, config))
+  return curves
+
+
+_CURVES_INTRO = (
+    "The running validation accuracy of each condensation run against its step "
+    "(`eval/val_accuracy` in the run's metrics.jsonl: KRR with the run's evaluation kernel, "
+    "on training examples held out of the run, never the test set), so a reader sees whether "
+    "a run had converged. s/step is the median wall time per step logged by the run "
+    "(machine and load as in the run's folder).")
+
+
+def curves_section(curves, figures_dir: str, out_dir: str) -> list[str]:
+  from kernelcond import plots
+  lines = ["## Condensation runs: validation accuracy against steps", "", _CURVES_INTRO, ""]
+  for (dataset, ipc) in sorted(curves, key=lambda k: (k[0], k[1] or 0)):
+    runs = curves[(dataset, ipc)]
+    fig = os.path.join(figures_dir, f"curves_{slug(dataset)}_ipc{ipc}.png")
+
+    def draw(ax, runs=runs):
+      for i, label in enumerate(sorted(runs)):
+        for j, (steps, accs, _, _) in enumerate(runs[label]):
+          ax.plot(steps, [100 * a for a in accs], color=f"C{i % 10}", alpha=0.8,
+                  label=label if j == 0 else None)
+      ax.set_xscale("log")
+
+    plots.curves_figure(fig, draw, xlabel="step (log scale)",
+                        ylabel="validation accuracy (%)",
+                        title=f"{pretty_dataset(dataset)}, {ipc} img/class")
+    lines += [f"### {pretty_dataset(dataset)}, {ipc} img/class", "",
+              f"![curves]({os.path.relpath(fig, out_dir)})", ""]
+    rows = []
+    for label in sorted(runs):
+      for steps, accs, sec, config in runs[label]:
+        best = int(np.argmax(accs))
+        rows.append([label, str(config.get("seed")), str(steps[-1]),
+                     f"{100 * accs[0]:.1f} (step {steps[0]})",
+                     f"{100 * accs[best]:.1f} (step {steps[best]})", f"{100 * accs[-1]:.1f}",
+                     "–" if sec is None else f"{sec:.3g}"])
+    lines += table(["set", "seed", "steps", "first val", "best val", "last val", "s/step"], rows)
+    lines.append("")
+  return lines
+
+
 SECTIONS = ("condensation", "protocols", "pruning")
 
 
@@ -787,6 +863,9 @@ def render(roots, out_path: str, figures_dir: Optional[str] = None,
       lines += condensation_section(key, condensation[key], os.path.relpath(fig, out_dir))
   if protocols:
     lines += protocol_section(protocols)
+    curves = collect_run_curves(find_records(protocol_roots)) if protocol_roots else {}
+    if curves:
+      lines += curves_section(curves, figures_dir, out_dir)
   lines += papers_section()
   if pruning:
     lines += ["## Data pruning: EL2N, GraNd, forgetting and baselines", "", _PRUNING_INTRO, ""]

@@ -357,3 +357,31 @@ def test_prune_finished_reads_legacy_prune_results(fake_roots):
   assert sweep.prune_finished(str(prune_root / "prune/full"), "full", [1.0], [0, 1])
   assert sweep.prune_finished(str(prune_root / "prune/random"), "random", [0.5, 0.3], [0])
   assert not sweep.prune_finished(str(prune_root / "prune/random"), "random", [0.5, 0.3], [0, 1])
+
+
+def test_protocol_roots_draw_validation_curves_from_metrics_logs(tmp_path):
+  from kernelcond import report
+  root = tmp_path / "condense"
+  kip_root = tmp_path / "kip"
+  _write(kip_root / "kip/ipc1/seed0/results.json", _shared(
+      "distill", {"experiment": "distill", "method": "kip", "ipc": 1, "seed": 0},
+      {"natural": _support_eval(0.5), "distilled": _support_eval(0.6)}, {}))
+  for seed, accs in enumerate(([0.50, 0.70, 0.65], [0.55, 0.60, 0.80])):
+    run = root / f"dm_ipc1_s{seed}"
+    config = {"experiment": "distill", "method": "dm", "ipc": 1, "seed": seed}
+    _write(run / "results.json", _shared(
+        "distill", config, {"natural": _support_eval(0.5, {"dc": [0.5]}),
+                            "distilled": _support_eval(0.6, {"dc": [0.7]})}, {}))
+    lines = [json.dumps({"step": 10 * (i + 1), "seconds": 0.25 + seed,
+                         "eval/val_accuracy": a}) for i, a in enumerate(accs)]
+    lines.insert(1, json.dumps({"step": 15, "loss": 1.0, "seconds": 0.25 + seed}))
+    (run / "metrics.jsonl").write_text("\n".join(lines) + '\n{"step": 31, "los')  # torn
+  md = report.render([str(kip_root)], str(tmp_path / "r.md"), protocol_roots=[str(root)])
+  assert "## Condensation runs: validation accuracy against steps" in md
+  assert _row(md, "dm")[1:] == ["70.00 ± 0.00 (n=2)"]  # the protocol table
+  rows = [line for line in md.splitlines() if line.startswith("| dm |") and "step" in line]
+  assert rows[0].split(" | ")[1:] == ["0", "30", "50.0 (step 10)", "70.0 (step 20)", "65.0",
+                                      "0.25 |"]
+  assert rows[1].split(" | ")[1:] == ["1", "30", "55.0 (step 10)", "80.0 (step 30)", "80.0",
+                                      "1.25 |"]
+  assert (tmp_path / "figures" / "curves_fashion_mnist_ipc1.png").stat().st_size > 0

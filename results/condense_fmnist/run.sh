@@ -15,10 +15,11 @@
 # (jax 0.10.2, after the im2col-tangent convolution of kernelcond.nets.conv, which made
 # DC's outer iteration 27x faster on CPU; benchmarks/conv.py). Seconds per outer
 # iteration measured in one run of benchmarks/condense.py (commands in README.md here):
-#   dc 1: ~0.35 s -> 600        dc 10: ~4 s -> 60
-#   dsa 1: ~0.4 s -> 500        dsa 10: ~4.5 s -> 50
-#   dm 1: 0.23 s -> 1000        dm 10: ~0.4 s -> 600
-#   dd 1, dd 10: 0.015 s -> 10000
+#   dc 1: ~0.35 s -> 600        dc 10: ~4 s -> 40
+#   dsa 1: ~0.4 s -> 500        dsa 10: ~4.5 s -> 30
+#   dm 1: 0.23 s -> 1000        dm 10: ~0.4 s -> 400
+#   dd 1: 0.015 s -> 10000      dd 10: 0.02 s -> 5000
+# (the 10 img/class counts were cut by a third to fit this session's CPU time)
 # These are far below the papers' 1000 (dc/dsa) and 20000 (dm) iterations: the curves
 # (eval/val_accuracy in metrics.jsonl) show how far each cell got.
 # Evaluation on the full test set: KRR (fc3 NTK) and finite networks under the `dc`
@@ -34,10 +35,10 @@ IPCS=${IPCS:-"1 10"}
 METHODS=${METHODS:-"dc dsa dm dd"}
 steps_for() {  # method ipc -> iterations (see above)
   case "$1_$2" in
-    dc_1) echo 600 ;;   dc_10) echo 60 ;;
-    dsa_1) echo 500 ;;  dsa_10) echo 50 ;;
-    dm_1) echo 1000 ;;  dm_10) echo 600 ;;
-    dd_1) echo 10000 ;; dd_10) echo 10000 ;;
+    dc_1) echo 600 ;;   dc_10) echo 40 ;;
+    dsa_1) echo 500 ;;  dsa_10) echo 30 ;;
+    dm_1) echo 1000 ;;  dm_10) echo 400 ;;
+    dd_1) echo 10000 ;; dd_10) echo 5000 ;;
   esac
 }
 CONV=(--net=convnet --width=32 --depth=3)

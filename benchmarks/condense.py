@@ -8,9 +8,10 @@ Every method of `kernelcond.condense.METHODS` (or `name:config` for a named
 config, `ConfigCls.named(config)`) is built from its defaults, with
 `--target_batch` and `--kernel` applied to every config that has those fields
 and `--set=method.field=value` to one method, then timed in this one process:
-one `update` step (with its `sample_batch`), jit-compiled for jittable methods,
-compilation excluded, the median of `--repeats` steps (target batches split over
-all local devices, as the methods do by default).
+`--repeats` steps (each `sample_batch` + `update`) as runs take them: in one
+jitted chunk of `condense.loop` (a `fori_loop`) for jittable methods, divided by
+`--repeats`, compilation excluded (target batches split over all local devices,
+as the methods do by default).
 The last column is the first method's time over each method's (the speed-up
 over the baseline, KIP by default).
 
@@ -36,6 +37,7 @@ import _timing  # noqa: E402  (benchmarks/ helpers)
 
 from kernelcond import condense  # noqa: E402
 from kernelcond.condense import base  # noqa: E402
+from kernelcond.condense import loop  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("methods", ["kip", "rfad", "frepo"],
@@ -46,7 +48,7 @@ flags.DEFINE_string("kernel", "conv3", "Kernel / architecture spec (every method
 flags.DEFINE_multi_string("set", [], "Per-method override 'method.field=value' (repeatable).")
 flags.DEFINE_list("image_shape", ["28", "28", "1"], "Per-example shape of the Gaussian inputs.")
 flags.DEFINE_integer("n_train", 2000, "Training examples the batches are drawn from.")
-flags.DEFINE_integer("repeats", 3, "Timed steps (the median is reported).")
+flags.DEFINE_integer("repeats", 3, "Timed steps (one chunk; the median of Python steps).")
 
 NUM_CLASSES = 10
 
@@ -85,18 +87,28 @@ def method_config(entry: str, common: dict, sets: list[str]):
 
 
 def seconds_per_step(method, config, data, x_s, y_s, repeats: int) -> float:
-  """Median seconds of one `sample_batch` + `update` (compilation excluded)."""
+  """Seconds per step as runs take them (compilation excluded).
+
+  Jittable methods: `repeats` steps in one chunk of `condense.loop` (the
+  `fori_loop` every run uses), timed after a compiling call, divided by
+  `repeats`. Others: the median of `repeats` Python-loop steps.
+  """
   condenser = method.make(config)
   state = condenser.init(jax.random.PRNGKey(0), data, x_s, y_s)
+  key = jax.random.PRNGKey(1)
+  if condenser.jittable:
+    chunk = loop.make_chunk(condenser, max_chunk=repeats)
+    run = lambda: jax.block_until_ready(chunk(state, data, key, repeats))
+    run()  # compile
+    return _timing.timed(run) / repeats
 
-  def step(state, key):
-    batch_key, update_key = jax.random.split(key)
-    return condenser.update(state, condenser.sample_batch(batch_key, data), update_key)
+  def step(i):
+    batch_key, update_key = loop.step_keys(key, i)
+    return jax.block_until_ready(
+        condenser.update(state, condenser.sample_batch(batch_key, data), update_key))
 
-  step = jax.jit(step) if condenser.jittable else step
-  run = lambda i: jax.block_until_ready(step(state, jax.random.PRNGKey(i)))
-  run(0)  # compile
-  return float(np.median([_timing.timed(lambda: run(i + 1)) for i in range(repeats)]))
+  step(0)
+  return float(np.median([_timing.timed(lambda: step(i + 1)) for i in range(repeats)]))
 
 
 def main(argv):

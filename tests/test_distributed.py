@@ -88,7 +88,8 @@ def two_processes(tmp_path_factory):
     pytest.skip(f"jax {jax.__version__} has no CPU collectives across processes (no Gloo option)")
   tmp = tmp_path_factory.mktemp("distributed")
   port = _free_port()
-  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={per_process}",
+  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={per_process} "
+                                    "--xla_backend_optimization_level=0",
          "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
   outs = [str(tmp / f"process{i}.npz") for i in range(2)]
   procs = [subprocess.Popen([sys.executable, __file__, str(i), str(port), outs[i]], env=env,

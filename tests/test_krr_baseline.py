@@ -12,15 +12,21 @@ SCRIPT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "exp
 
 
 def _run(*args, cwd=None):
-  env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+  env = {**os.environ, "XLA_FLAGS": "--xla_backend_optimization_level=0", "JAX_PLATFORMS": "cpu"}
   return subprocess.run([sys.executable, SCRIPT, "--dataset=digits", *args],
                         capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
 
 
 def test_results_resume_and_bad_ipc(tmp_path):
+  from test_hardening import run_main  # one process for the four runs
   workdir = str(tmp_path / "run")
-  out = _run("--ipc=1,5", "--seeds=0,1", f"--workdir={workdir}")
-  assert out.returncode == 0, out.stderr[-2000:]
+  bad = str(tmp_path / "bad")
+  args = ["--dataset=digits", "--ipc=1,5", "--seeds=0,1", f"--workdir={workdir}"]
+  outs, _ = run_main(SCRIPT, [args, {"snapshot": workdir}, args, {"snapshot": workdir},
+                              args + ["--reg=0.1"], ["--dataset=digits", "--ipc=1000",
+                                                     f"--workdir={bad}"]])
+  out, before, again, after, other, too_many = outs
+  assert out["code"] == 0, out["stderr"][-2000:]
   results = json.load(open(os.path.join(workdir, "results.json")))
   assert results["schema"] == 2 and results["experiment"] == "krr_baseline"
   evaluations = results["evaluations"]
@@ -38,34 +44,30 @@ def test_results_resume_and_bad_ipc(tmp_path):
   assert results["config"]["kernel_backend"] in ("nt", "native")
   assert results["run"]["wall_time_s"] > 0 and results["dataset"]["name"] == "digits"
 
-  again = _run("--ipc=1,5", "--seeds=0,1", f"--workdir={workdir}")
-  assert again.returncode == 0
-  assert again.stdout.startswith("already finished") and "ipc5/seed1 : KRR" in again.stdout
+  assert again["code"] == 0 and after == before  # nothing rewritten
+  assert again["stdout"].startswith("already finished") and "ipc5/seed1 : KRR" in again["stdout"]
   assert json.load(open(os.path.join(workdir, "results.json")))["evaluations"] == evaluations
 
-  other = _run("--ipc=1,5", "--seeds=0,1", "--reg=0.1", f"--workdir={workdir}")
-  assert other.returncode != 0 and "another configuration" in other.stderr
-
-  bad = str(tmp_path / "bad")
-  too_many = _run("--ipc=1000", f"--workdir={bad}")
-  assert too_many.returncode != 0
-  assert "Traceback" not in too_many.stderr and "class" in too_many.stderr
+  assert other["code"] == 1 and "another configuration" in other["stderr"]
+  assert too_many["code"] == 1
+  assert "Traceback" not in too_many["stderr"] and "class" in too_many["stderr"]
   assert not os.path.exists(bad)
 
 
 def test_bad_values_fail_in_one_line_before_writing(tmp_path):
+  from test_hardening import one_error_line, run_main  # one process for every case
   afile = tmp_path / "afile"
   afile.write_text("")
   cases = {"--reg=-1": "--reg", "--reg=inf": "--reg", "--ipc=ten": "--ipc", "--ipc=0": "--ipc",
            "--cg_tol=0": "--cg_tol", "--solver=qr": "--solver",
            f"--workdir={afile}": "--workdir"}
-  for arg, flag in cases.items():
-    args = [arg] if arg.startswith("--workdir") else [arg, f"--workdir={tmp_path / 'w'}"]
-    out = _run(*args)
-    assert out.returncode == 1, (arg, out.stderr[-1000:])
-    lines = [l for l in out.stderr.splitlines() if l.startswith("error")]
-    assert len(lines) == 1 and flag in lines[0] and "Traceback" not in out.stderr, (arg, lines)
-    assert not os.path.exists(tmp_path / "w"), arg
+  argvs = [["--dataset=digits", arg] if arg.startswith("--workdir")
+           else ["--dataset=digits", arg, f"--workdir={tmp_path / 'w'}"] for arg in cases]
+  outs, _ = run_main(SCRIPT, argvs)
+  for (arg, flag), out in zip(cases.items(), outs):
+    line = one_error_line(out, flag)
+    assert "Traceback" not in out["stderr"], (arg, line)
+  assert not os.path.exists(tmp_path / "w")
 
 
 def test_whole_training_set_by_cg_in_the_default_workdir(tmp_path):

@@ -798,16 +798,23 @@ def curves_section(curves, figures_dir: str, out_dir: str) -> list[str]:
                         title=f"{pretty_dataset(dataset)}, {ipc} img/class")
     lines += [f"### {pretty_dataset(dataset)}, {ipc} img/class", "",
               f"![curves]({os.path.relpath(fig, out_dir)})", ""]
+    # The accuracy every run of the group reaches: the lowest of their best values.
+    common = min(max(accs) for label in runs for _, accs, _, _ in runs[label])
     rows = []
     for label in sorted(runs):
       for steps, accs, sec, config in runs[label]:
         best = int(np.argmax(accs))
+        first = next(t for t, a in zip(steps, accs) if a >= common)
         rows.append([label, str(config.get("seed")), str(steps[-1]),
                      f"{100 * accs[0]:.1f} (step {steps[0]})",
                      f"{100 * accs[best]:.1f} (step {steps[best]})", f"{100 * accs[-1]:.1f}",
-                     "–" if sec is None else f"{sec:.3g}"])
-    lines += table(["set", "seed", "steps", "first val", "best val", "last val", "s/step"], rows)
-    lines.append("")
+                     "–" if sec is None else f"{sec:.3g}",
+                     f"{first}" + ("" if sec is None else f" ({fmt_seconds(first * sec)})")])
+    lines += table(["set", "seed", "steps", "first val", "best val", "last val", "s/step",
+                    f"steps (time) to {100 * common:.1f}"], rows)
+    lines += ["", f"The last column: the first logged step at which the run's validation "
+              f"accuracy reached {100 * common:.1f}% (the lowest best value of these runs), "
+              "and that step count times the run's s/step.", ""]
   return lines
 
 

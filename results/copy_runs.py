@@ -1,0 +1,59 @@
+"""Copies the small files of finished runs from a workdir root into results/<name>/.
+
+    python results/copy_runs.py runs/condense_fmnist results/condense_fmnist
+
+For every run folder under SRC with a results.json: results.json, config.json,
+stacks.json and distilled.png as they are, and metrics.jsonl thinned to its
+evaluation rows (the ones with `eval/...` keys, each with its step's seconds)
+plus at most 200 other rows spread evenly over the run, so the report's curves
+and s/step are kept without the whole log. Checkpoints, arrays and TensorBoard
+events are left behind. Existing files in DST are replaced only by files of
+the same run (same relative path).
+"""
+
+import json
+import os
+import shutil
+import sys
+
+KEEP = ("results.json", "config.json", "stacks.json", "distilled.png")
+MAX_OTHER_ROWS = 200
+
+
+def thin_metrics(src: str, dst: str) -> None:
+  rows = []
+  with open(src) as f:
+    for line in f:
+      try:
+        rows.append(json.loads(line))
+      except ValueError:
+        continue  # a torn last line
+  evals = [i for i, r in enumerate(rows) if any(k.startswith("eval/") for k in r)]
+  others = [i for i, r in enumerate(rows) if i not in set(evals)]
+  every = max(1, -(-len(others) // MAX_OTHER_ROWS))
+  keep = sorted(set(evals) | set(others[::every]))
+  with open(dst, "w") as f:
+    for i in keep:
+      f.write(json.dumps(rows[i]) + "\n")
+
+
+def main(src_root: str, dst_root: str) -> None:
+  copied = 0
+  for d, _, names in sorted(os.walk(src_root)):
+    if "results.json" not in names or "checkpoints" in d.split(os.sep):
+      continue
+    out = os.path.join(dst_root, os.path.relpath(d, src_root))
+    os.makedirs(out, exist_ok=True)
+    for name in KEEP:
+      if name in names:
+        shutil.copyfile(os.path.join(d, name), os.path.join(out, name))
+    if "metrics.jsonl" in names:
+      thin_metrics(os.path.join(d, "metrics.jsonl"), os.path.join(out, "metrics.jsonl"))
+    copied += 1
+  print(f"copied {copied} run(s) from {src_root} to {dst_root}")
+
+
+if __name__ == "__main__":
+  if len(sys.argv) != 3:
+    sys.exit("usage: python results/copy_runs.py SRC_ROOT DST_ROOT")
+  main(sys.argv[1], sys.argv[2])

@@ -37,7 +37,6 @@ import numpy as np
 from kernelcond import condense
 from kernelcond import evaluate
 from kernelcond import io
-from kernelcond import kernels
 from kernelcond import preprocess
 from kernelcond import support as ksupport
 from kernelcond.condense import loop
@@ -239,7 +238,7 @@ def distill(config: DistillConfig, dataset, workdir: str,
   kernel_fn = None
   evaluate_fn = None
   if len(x_val):
-    kernel_fn = kernels.make_kernel_fn(ev.kernel, ev.kernel_backend)
+    kernel_fn = ev.kernel_fn()
 
     def evaluate_fn(state):
       x_s, y_s = condense.support(state)

@@ -61,3 +61,18 @@ def test_bad_configs_name_the_problem():
     evaluate.EvalConfig(kernel_type="rbf")
   with pytest.raises(ValueError, match="Unknown kernel spec"):
     evaluate.EvalConfig(kernel="fc99")
+  with pytest.raises(ValueError, match="rf_models"):
+    evaluate.EvalConfig(rf_models=-1)
+
+
+def test_random_feature_evaluation_is_krr_with_the_random_kernel():
+  x, y, _, x_test, y_test = _problem()
+  config = evaluate.EvalConfig(kernel="fc2", reg=1e-3, protocols=(), rf_models=3, rf_width=16)
+  result = evaluate.evaluate_support(config, x, y, x_test, y_test, num_classes=C)
+  assert result["krr"]["backend"] == "random_features"
+  assert (result["krr"]["rf_models"], result["krr"]["rf_width"]) == (3, 16)
+  kernel_fn = kernels.make_random_kernel_fn("fc2", 3, 16)  # the same fixed networks (key 0)
+  k = np.asarray(kernel_fn(x, x, "ntk"), np.float64)
+  k_t = np.asarray(kernel_fn(x_test, x, "ntk"), np.float64)
+  alpha = np.linalg.solve(k + 1e-3 * np.trace(k) / len(k) * np.eye(len(k)), y)
+  assert result["krr"]["accuracy"] == pytest.approx(np.mean((k_t @ alpha).argmax(1) == y_test))

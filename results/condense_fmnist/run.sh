@@ -33,6 +33,7 @@ cd "$(dirname "$0")/../.."
 ROOT=${ROOT:-runs/condense_fmnist}
 IPCS=${IPCS:-"1 10"}
 METHODS=${METHODS:-"dc dsa dm dd"}
+SEEDS=${SEEDS:-"0 1"}
 steps_for() {  # method ipc -> iterations (see above)
   case "$1_$2" in
     dc_1) echo 600 ;;   dc_10) echo 40 ;;
@@ -52,7 +53,7 @@ for ipc in $IPCS; do
     esac
     steps=$(steps_for "$method" "$ipc")
     every=$(( steps / 20 > 0 ? steps / 20 : 1 ))
-    for seed in 0 1; do
+    for seed in $SEEDS; do
       python experiments/distill.py --dataset=fashion_mnist --method="$method" --ipc="$ipc" \
         --seed="$seed" --steps="$steps" "${args[@]}" --val_size=1000 --eval_every="$every" \
         --checkpoint_every="$every" --protocols=dc --net_seeds=0 \

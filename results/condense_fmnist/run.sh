@@ -15,11 +15,12 @@
 # (jax 0.10.2, after the im2col-tangent convolution of kernelcond.nets.conv, which made
 # DC's outer iteration 27x faster on CPU; benchmarks/conv.py). Seconds per outer
 # iteration measured in one run of benchmarks/condense.py (commands in README.md here):
-#   dc 1: ~0.35 s -> 600        dc 10: ~4 s -> 40
-#   dsa 1: ~0.4 s -> 500        dsa 10: ~4.5 s -> 30
+#   dc 1: ~0.35 s -> 600        dc 10: ~25 s -> 10 (10 x (matching + 50 inner steps))
+#   dsa 1: ~0.4 s -> 500        dsa 10: ~25 s -> 10
 #   dm 1: 0.23 s -> 1000        dm 10: ~0.4 s -> 400
 #   dd 1: 0.015 s -> 10000      dd 10: 0.02 s -> 5000
-# (the 10 img/class counts were cut by a third to fit this session's CPU time)
+# (the 10 img/class counts were cut to fit this session's CPU time: dc/dsa at 10 take
+# 10 outer iterations of the paper's 1000)
 # These are far below the papers' 1000 (dc/dsa) and 20000 (dm) iterations: the curves
 # (eval/val_accuracy in metrics.jsonl) show how far each cell got.
 # Evaluation on the full test set: KRR (fc3 NTK) and finite networks under the `dc`
@@ -36,8 +37,8 @@ METHODS=${METHODS:-"dc dsa dm dd"}
 SEEDS=${SEEDS:-"0 1"}
 steps_for() {  # method ipc -> iterations (see above)
   case "$1_$2" in
-    dc_1) echo 600 ;;   dc_10) echo 40 ;;
-    dsa_1) echo 500 ;;  dsa_10) echo 30 ;;
+    dc_1) echo 600 ;;   dc_10) echo 10 ;;
+    dsa_1) echo 500 ;;  dsa_10) echo 10 ;;
     dm_1) echo 1000 ;;  dm_10) echo 400 ;;
     dd_1) echo 10000 ;; dd_10) echo 5000 ;;
   esac

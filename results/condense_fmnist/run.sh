@@ -17,8 +17,8 @@
 # iteration measured in one run of benchmarks/condense.py (commands in README.md here):
 #   dc 1: ~0.35 s -> 600        dc 10: ~25 s -> 10 (10 x (matching + 50 inner steps))
 #   dsa 1: ~0.4 s -> 500        dsa 10: ~25 s -> 10
-#   dm 1: 0.23 s -> 1000        dm 10: ~0.4 s -> 400
-#   dd 1: 0.015 s -> 10000      dd 10: 0.02 s -> 5000
+#   dm 1: 0.23 s -> 1000        dm 10: ~0.4 s -> 250
+#   dd 1: 0.015 s -> 10000      dd 10: 0.02 s -> 3000
 # (the 10 img/class counts were cut to fit this session's CPU time: dc/dsa at 10 take
 # 10 outer iterations of the paper's 1000)
 # These are far below the papers' 1000 (dc/dsa) and 20000 (dm) iterations: the curves
@@ -39,8 +39,8 @@ steps_for() {  # method ipc -> iterations (see above)
   case "$1_$2" in
     dc_1) echo 600 ;;   dc_10) echo 10 ;;
     dsa_1) echo 500 ;;  dsa_10) echo 10 ;;
-    dm_1) echo 1000 ;;  dm_10) echo 400 ;;
-    dd_1) echo 10000 ;; dd_10) echo 5000 ;;
+    dm_1) echo 1000 ;;  dm_10) echo 250 ;;
+    dd_1) echo 10000 ;; dd_10) echo 3000 ;;
   esac
 }
 CONV=(--net=convnet --width=32 --depth=3)

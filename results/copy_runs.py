@@ -3,7 +3,7 @@
     python results/copy_runs.py runs/condense_fmnist results/condense_fmnist
 
 For every run folder under SRC with a results.json: results.json, config.json,
-stacks.json and distilled.png as they are, and metrics.jsonl thinned to its
+stacks.json and distilled.png (if under 300 kB) as they are, and metrics.jsonl thinned to its
 evaluation rows (the ones with `eval/...` keys, each with its step's seconds)
 plus at most 200 other rows spread evenly over the run, so the report's curves
 and s/step are kept without the whole log. Checkpoints, arrays and TensorBoard
@@ -17,6 +17,7 @@ import shutil
 import sys
 
 KEEP = ("results.json", "config.json", "stacks.json", "distilled.png")
+MAX_PNG_BYTES = 300_000  # image grids of 10+ images per class stay in the workdir
 MAX_OTHER_ROWS = 200
 
 
@@ -45,8 +46,9 @@ def main(src_root: str, dst_root: str) -> None:
     out = os.path.join(dst_root, os.path.relpath(d, src_root))
     os.makedirs(out, exist_ok=True)
     for name in KEEP:
-      if name in names:
-        shutil.copyfile(os.path.join(d, name), os.path.join(out, name))
+      path = os.path.join(d, name)
+      if name in names and not (name.endswith(".png") and os.path.getsize(path) > MAX_PNG_BYTES):
+        shutil.copyfile(path, os.path.join(out, name))
     if "metrics.jsonl" in names:
       thin_metrics(os.path.join(d, "metrics.jsonl"), os.path.join(out, "metrics.jsonl"))
     copied += 1

@@ -25,6 +25,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from kernelcond import metrics as kmetrics
 from kernelcond import sweep as ksweep
 
 # The papers' numbers (test accuracy, %), from their tables. Their settings differ from
@@ -756,17 +757,12 @@ def collect_run_curves(records) -> dict:
     if not os.path.exists(log):
       continue
     steps, accs, seconds = [], [], []
-    with open(log) as f:
-      for line in f:
-        try:
-          row = json.loads(line)
-        except ValueError:
-          continue  # a torn last line of an interrupted run
-        if "eval/val_accuracy" in row:
-          steps.append(int(row["step"]))
-          accs.append(float(row["eval/val_accuracy"]))
-        if "seconds" in row:
-          seconds.append(float(row["seconds"]))
+    for row in kmetrics.read_records(log):  # a torn last line is skipped
+      if "eval/val_accuracy" in row:
+        steps.append(int(row["step"]))
+        accs.append(float(row["eval/val_accuracy"]))
+      if "seconds" in row:
+        seconds.append(float(row["seconds"]))
     if not steps:
       continue
     config = r.get("config") or {}
@@ -855,7 +851,8 @@ def render(roots, out_path: str, figures_dir: Optional[str] = None,
   unknown = sorted(set(sections) - set(SECTIONS))
   if unknown:
     raise ValueError(f"Unknown report section(s) {unknown}; valid: {', '.join(SECTIONS)}")
-  protocol_records = records + (find_records(protocol_roots) if protocol_roots else [])
+  protocol_only = find_records(protocol_roots) if protocol_roots else []
+  protocol_records = records + protocol_only
   protocols = collect_protocols(protocol_records) if "protocols" in sections else {}
   condensation = collect_condensation(records) if "condensation" in sections else {}
   pruning = collect_pruning(records) if "pruning" in sections else {}
@@ -877,7 +874,7 @@ def render(roots, out_path: str, figures_dir: Optional[str] = None,
       lines += condensation_section(key, condensation[key], os.path.relpath(fig, out_dir))
   if protocols:
     lines += protocol_section(protocols)
-    curves = collect_run_curves(find_records(protocol_roots)) if protocol_roots else {}
+    curves = collect_run_curves(protocol_only)
     if curves:
       lines += curves_section(curves, figures_dir, out_dir)
   lines += papers_section()

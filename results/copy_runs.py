@@ -16,19 +16,15 @@ import os
 import shutil
 import sys
 
+from kernelcond import metrics
+
 KEEP = ("results.json", "config.json", "stacks.json", "distilled.png")
 MAX_PNG_BYTES = 300_000  # image grids of 10+ images per class stay in the workdir
 MAX_OTHER_ROWS = 200
 
 
 def thin_metrics(src: str, dst: str) -> None:
-  rows = []
-  with open(src) as f:
-    for line in f:
-      try:
-        rows.append(json.loads(line))
-      except ValueError:
-        continue  # a torn last line
+  rows = metrics.read_records(src)  # a torn last line is skipped
   evals = [i for i, r in enumerate(rows) if any(k.startswith("eval/") for k in r)]
   others = [i for i, r in enumerate(rows) if i not in set(evals)]
   every = max(1, -(-len(others) // MAX_OTHER_ROWS))

@@ -92,8 +92,7 @@ def _linear(spec: ArchSpec, layer, x: jax.Array, conv: bool) -> jax.Array:
   if conv and nets_conv.resolve_impl("auto") == "im2col_grad":
     y = nets_conv.conv_same(x, w)  # CPU: derivatives fast inside loops (`nets.conv`)
   elif conv:
-    y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=hi)
+    y = nets_conv.conv_lax(x, w, precision=hi)
   else:
     y = jnp.matmul(x, w, precision=hi)
   if spec.parameterization == "ntk":

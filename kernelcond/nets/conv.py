@@ -55,9 +55,10 @@ def conv_im2col(x: jax.Array, w: jax.Array) -> jax.Array:
   return jnp.dot(cols(x, kh, kw), jnp.reshape(w, (kh * kw * c, out)))
 
 
-def conv_lax(x: jax.Array, w: jax.Array) -> jax.Array:
+def conv_lax(x: jax.Array, w: jax.Array, precision=None) -> jax.Array:
   """`lax.conv_general_dilated` with 'SAME' padding and stride 1, NHWC / HWIO."""
-  return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=_DIMS)
+  return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=_DIMS,
+                                      precision=precision)
 
 
 @jax.custom_jvp
@@ -75,8 +76,7 @@ def _conv_same_jvp(primals, tangents):
     terms.append(conv_im2col(dx, w))
   if not isinstance(dw, SymbolicZero):
     terms.append(conv_im2col(x, dw))
-  dy = sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y)
-  return y, dy
+  return y, sum(terms) if terms else jnp.zeros_like(y)
 
 
 conv_same.defjvp(_conv_same_jvp, symbolic_zeros=True)

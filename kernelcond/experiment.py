@@ -110,12 +110,12 @@ class DistillConfig:
             "evaluation": self.evaluation.to_dict()}
 
   def finished_keys(self) -> tuple[str, ...]:
-    """config.json keys that do not change a run's results (how often it logged)."""
-    return ("checkpoint_every", "eval_every")
+    """config.json keys that do not change a run's results (how often it logged, memory)."""
+    return ("checkpoint_every", "eval_every", "kernel_memory_mib")
 
   def resumable_keys(self) -> tuple[str, ...]:
     """config.json keys that may change between sessions of one run."""
-    keys = ("checkpoint_every", "eval_every", "evaluation")
+    keys = ("checkpoint_every", "eval_every", "evaluation", "kernel_memory_mib")
     if getattr(self.method_config, "lr_schedule", "constant") == "constant":
       keys += ("steps",)  # a constant schedule may be run further
     return keys

@@ -78,6 +78,10 @@ class KipConfig:
       the accuracy of finite networks trained on the set (`mlp` protocol: 0.829 vs
       0.621 with learned labels at 10 per class), at a small cost in KRR accuracy
       (0.863 vs 0.871); results/transfer_fmnist/search_ipc10.jsonl.
+    kernel_memory_mib: native backend, pooled / GAP ConvNet kernels: the memory
+      one kernel call of a step may hold, gradients included, per device (the
+      kernel is computed in blocks of `kernels.native.block_plan`); the default is
+      the native backend's default block. Does not change results.
   """
   kernel: str = "fc3"
   kernel_backend: str = "auto"
@@ -89,6 +93,7 @@ class KipConfig:
   reg: float = 1e-6
   target_batch: int = 5000
   learn_labels: bool = False
+  kernel_memory_mib: float = 4096.0
 
   def __post_init__(self):
     _check_choice("KIP kernel type", self.kernel_type, KERNEL_CHOICES)
@@ -103,6 +108,8 @@ class KipConfig:
     for name in ("steps", "target_batch"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+    if not 0 < self.kernel_memory_mib < float("inf"):
+      raise ValueError(f"kernel_memory_mib must be a positive number, got {self.kernel_memory_mib}")
 
   @property
   def eval_kernel_type(self) -> str:
@@ -360,11 +367,13 @@ def make(config: KipConfig, kernel_fn=None, n_devices: Optional[int] = None) -> 
   Args:
     config: a `KipConfig`.
     kernel_fn: the kernel (default: `kernels.make_kernel_fn(config.kernel,
-      config.kernel_backend)`); RFAD passes a random-feature kernel.
+      config.kernel_backend, config.kernel_memory_mib)`); RFAD passes a
+      random-feature kernel.
     n_devices: devices the target batch is split over (default: all, of all processes).
   """
   if kernel_fn is None:
-    kernel_fn = kernels.make_kernel_fn(config.kernel, config.kernel_backend)
+    kernel_fn = kernels.make_kernel_fn(config.kernel, config.kernel_backend,
+                                       config.kernel_memory_mib)
   optimizer = make_optimizer(config)
 
   def init(key, data: base.Data, x_init, y_init) -> KipState:

@@ -16,7 +16,7 @@ References: Jacot et al., arXiv:1806.07572 (NTK); Lee et al., arXiv:1711.00165
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from typing import Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -92,12 +92,17 @@ def wrap_kernel_fn(spec: ArchSpec, base: Callable, backend: str) -> KernelFn:
   return kernel_fn
 
 
-def make_kernel_fn(spec: Union[str, ArchSpec], backend: str = "auto") -> KernelFn:
+def make_kernel_fn(spec: Union[str, ArchSpec], backend: str = "auto",
+                   memory_mib: Optional[float] = None) -> KernelFn:
   """Returns `kernel_fn(x1, x2, get)` for `spec` on the chosen backend.
 
   Args:
     spec: an `ArchSpec` or spec string (see `get_spec`).
     backend: 'nt', 'native' or 'auto' (see `resolve_backend`).
+    memory_mib: native backend, pooled / GAP conv specs: the memory one kernel
+      call may hold, gradients included (`native.max_elements_for`); None keeps
+      the native default (2**25 entries per block array: at most 4 GiB under
+      `grad`). neural-tangents' kernels are not blocked.
 
   Returns:
     A pure, jit-able `kernel_fn(x1, x2=None, get='ntk')`; `get` is 'nngp',
@@ -106,7 +111,12 @@ def make_kernel_fn(spec: Union[str, ArchSpec], backend: str = "auto") -> KernelF
   """
   spec = get_spec(spec)
   backend = resolve_backend(backend, spec)
-  base = nt.kernel_fn(spec) if backend == "nt" else native.kernel_fn(spec)
+  if backend == "nt":
+    base = nt.kernel_fn(spec)
+  elif memory_mib is None:
+    base = native.kernel_fn(spec)
+  else:
+    base = native.kernel_fn(spec, native.max_elements_for(memory_mib))
   return wrap_kernel_fn(spec, base, backend)
 
 

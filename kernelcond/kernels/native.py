@@ -41,18 +41,20 @@ Memory (float32, `n1 x n2` block): FC needs a few `(n1, n2)` arrays plus the
 `(n1, d)`, `(n2, d)` inputs. A conv net without pooling and with a `Flatten`
 readout needs only the spatial diagonal: a few `(n1, n2, H, W)` arrays. With
 pooling or `readout='gap'` the full spatial covariance is required: each array
-is `(c, n2, H, W, H, W)` for a chunk of `c` rows of `x1`, where `c` is chosen so
-that one array holds at most `max_elements` entries (default 2**25, 128 MiB in
-float32); about 8 such arrays are live at a time (NNGP, NTK, padding and
-products), i.e. ~1 GiB peak per chunk, plus the per-image `(n, H, W, H, W)`
-variances, also chunked. Chunks run under `lax.map` with rematerialisation, so
-reverse-mode gradients keep the same bound.
+is `(r, c, H, W, H, W)` for a block of `r` rows of `x1` and `c` rows of `x2`,
+tiled by `block_plan` so that one array holds at most `max_elements` entries
+(default 2**25, 128 MiB in float32; one image pair, `(HW)^2` entries, is the
+smallest block). Blocks run under nested `lax.map`s with rematerialisation, so
+reverse-mode gradients keep the bound: XLA:CPU's compiled memory of KIP's
+`value_and_grad` took 12-26 block arrays (`LIVE_ARRAYS` = 32 with headroom;
+`max_elements_for(memory_mib)` turns a budget into `max_elements`), plus the
+per-image `(n, H, W, H, W)` variances, blocked the same way.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Callable, Union
+from typing import Callable, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -392,20 +394,65 @@ def _map_rows(fn: Callable, x: jax.Array, chunk: int, *extra):
   return jax.tree_util.tree_map(lambda o: o.reshape((-1,) + o.shape[2:])[:n], out)
 
 
+class BlockPlan(NamedTuple):
+  """How `kernel_fn` tiles one `(n1, n2)` full-spatial conv kernel.
+
+  Attributes:
+    rows: rows of `x1` per block. cols: rows of `x2` per block.
+    elements: entries of one full-spatial covariance array of a block,
+      `rows * cols * (H W)^2` (a few such arrays are live at a time; see
+      `LIVE_ARRAYS`).
+    variance_rows: images per block of the per-image variances (`(HW)^2` each).
+  """
+  rows: int
+  cols: int
+  elements: int
+  variance_rows: int
+
+
+def block_plan(n1: int, n2: int, height: int, width: int, max_elements: int) -> BlockPlan:
+  """The blocks of a pooled / GAP conv kernel of `n1 x n2` images of `height x width`.
+
+  Columns are blocked first (`cols * (HW)^2 <= max_elements`), then rows
+  (`rows * cols * (HW)^2 <= max_elements`); one image pair is the smallest block,
+  so `elements` exceeds `max_elements` only when `(HW)^2` alone does.
+  """
+  hw2 = (height * width) ** 2
+  cols = _chunk_size(n2, hw2, max_elements)
+  rows = _chunk_size(n1, cols * hw2, max_elements)
+  return BlockPlan(rows, cols, rows * cols * hw2,
+                   _chunk_size(max(n1, n2), hw2, max_elements))
+
+
+# Block-array sizes that XLA:CPU's compiled memory (`memory_analysis().temp_size_in_bytes`)
+# of KIP's `value_and_grad` took (conv3, pooled, 8x8 and 16x16 images, 10-100 support,
+# 64-256 targets, budgets 4 MiB-2 GiB): 12-26 arrays of one block (about 5 for the kernel
+# alone): the rematerialised block, its cotangents, and K_ss's and K_ts's blocks at once.
+# `max_elements_for` divides a memory budget by 32.
+LIVE_ARRAYS = 32
+
+
+def max_elements_for(memory_mib: float, itemsize: int = 4) -> int:
+  """`max_elements` such that `LIVE_ARRAYS` block arrays fit in `memory_mib` MiB."""
+  return max(1, int(memory_mib * 2 ** 20 // (LIVE_ARRAYS * itemsize)))
+
+
 def _conv(spec, x1, x2, compute_ntk: bool, max_elements: int):
   """NNGP and NTK `(n1, n2)` of a conv spec for images `(n, H, W, C)`."""
   if not _needs_full_spatial(spec):
     return _conv_diagonal_spatial(spec, x1, x2, compute_ntk)
-  hw2 = (x1.shape[1] * x1.shape[2]) ** 2
+  plan = block_plan(x1.shape[0], x2.shape[0], x1.shape[1], x1.shape[2], max_elements)
   var_fn = functools.partial(_self_variances, spec)
-  vars1 = _map_rows(var_fn, x1, _chunk_size(x1.shape[0], hw2, max_elements))
-  vars2 = _map_rows(var_fn, x2, _chunk_size(x2.shape[0], hw2, max_elements))
+  vars1 = _map_rows(var_fn, x1, plan.variance_rows)
+  vars2 = _map_rows(var_fn, x2, plan.variance_rows)
 
-  def rows(x1_chunk, *vars1_chunk):
-    return _conv_cross(spec, x1_chunk, x2, vars1_chunk, vars2, compute_ntk)
+  def rows(x1_block, *vars1_block):
+    def cols(x2_block, *vars2_block):  # (cols, rows) so that _map_rows stacks columns
+      out = _conv_cross(spec, x1_block, x2_block, vars1_block, vars2_block, compute_ntk)
+      return jax.tree_util.tree_map(jnp.transpose, out)
+    return jax.tree_util.tree_map(jnp.transpose, _map_rows(cols, x2, plan.cols, *vars2))
 
-  chunk = _chunk_size(x1.shape[0], x2.shape[0] * hw2, max_elements)
-  return _map_rows(rows, x1, chunk, *vars1)
+  return _map_rows(rows, x1, plan.rows, *vars1)
 
 
 # ---------------------------------------------------------------------------
@@ -418,7 +465,8 @@ def kernel_fn(spec, max_elements: int = 2 ** 25) -> Callable[..., Union[jax.Arra
   Args:
     spec: a `kernels.ArchSpec` (family 'fc' or 'conv').
     max_elements: conv nets with pooling or GAP only: the largest number of
-      entries of one full-spatial covariance array per chunk (see module
+      entries of one full-spatial covariance array per block (`block_plan`;
+      `max_elements_for(memory_mib)` from a memory budget; see the module
       docstring for the memory model).
 
   Returns:

@@ -16,7 +16,7 @@ forgetting: Toneva et al., arXiv:1812.05159; curvature: Garg & Roy, CVPR 2023).
 the pruned network's makes these proxy scores (arXiv:1906.11829). Kernel scores
 (krr_loo, krr_el2n) train nothing: KRR with the NTK of `--kernel`, exact for up to
 `loo.EXACT_AUTO_MAX_N` examples; above, krr_loo uses a Nystrom kernel
-(`scores.NYSTROM_LANDMARKS` landmarks) and krr_el2n refuses.
+and krr_el2n use a Nystrom kernel (`scores.NYSTROM_LANDMARKS` landmarks).
 
 Every setting (the dataset included) is checked before anything is written. Then
 `--workdir/config.json` (a workdir belongs to one configuration) and
@@ -74,10 +74,6 @@ def _validate(data) -> None:
       raise ValueError(f"--kernel: {e}") from None
     if FLAGS.kernel_reg is not None and not FLAGS.kernel_reg > 0:
       raise ValueError(f"--kernel_reg must be > 0, got {FLAGS.kernel_reg}")
-    if FLAGS.method == "krr_el2n" and data.num_train > scores.loo.EXACT_AUTO_MAX_N:
-      raise ValueError(f"--method=krr_el2n holds an (n, n) kernel and supports at most "
-                       f"{scores.loo.EXACT_AUTO_MAX_N} training examples, {data.name} has "
-                       f"{data.num_train}; use --method=krr_loo (Nystrom above that size)")
   if os.path.exists(FLAGS.workdir) and not os.path.isdir(FLAGS.workdir):
     raise ValueError(f"--workdir {FLAGS.workdir} exists and is not a directory")
 

@@ -39,7 +39,8 @@ class EvalConfig:
     kernel_type: 'ntk' or 'nngp'.
     reg: relative ridge of the KRR fit.
     protocols: finite-network protocols (`nets.protocols`), e.g. 'mlp', 'dc',
-      'dsa', 'kernel'; empty for KRR only.
+      'dsa', 'kernel', or one with fields replaced, 'kernel:width=128'
+      (`protocols.get_protocol`); empty for KRR only.
     net_seeds: one finite network per seed, for every protocol.
     net_epochs: override of every protocol's epochs (0: the protocol's own).
     slapknn: also report the soft-label prototype kNN (arXiv:2009.08449).
@@ -62,9 +63,11 @@ class EvalConfig:
   rf_width: int = 0
 
   def __post_init__(self):
-    object.__setattr__(self, "protocols", tuple(p for p in self.protocols if p))
+    object.__setattr__(self, "protocols", join_protocol_items(self.protocols))
     object.__setattr__(self, "net_seeds", tuple(int(s) for s in self.net_seeds))
     kernels.resolve_backend(self.kernel_backend, self.kernel)  # unknown or missing: named now
+    if not self.rf_models:
+      kernels.check_closed_form(self.kernel)
     if self.kernel_type not in KERNEL_TYPES:
       raise ValueError(f"Unknown kernel type {self.kernel_type!r}; valid: {', '.join(KERNEL_TYPES)}")
     if not self.reg >= 0:
@@ -80,7 +83,7 @@ class EvalConfig:
       from kernelcond.nets import protocols as protocol_registry
       family = kernels.get_spec(self.kernel).family
       for name in self.protocols:
-        wanted = protocol_registry.PROTOCOLS.get(name).spec_family
+        wanted = protocol_registry.get_protocol(name).spec_family  # bad overrides fail here
         if wanted and wanted != family:
           raise ValueError(f"protocol {name!r} trains the finite network of a {wanted} kernel "
                            f"spec; kernel {self.kernel!r} is {family}")
@@ -93,6 +96,21 @@ class EvalConfig:
     if self.rf_models:
       return kernels.make_random_kernel_fn(self.kernel, self.rf_models, self.rf_width or None)
     return kernels.make_kernel_fn(self.kernel, self.kernel_backend)
+
+
+def join_protocol_items(items) -> tuple[str, ...]:
+  """Protocol names from a comma-split flag: `['dc', 'kernel:width=128', 'epochs=500']`
+  -> `('dc', 'kernel:width=128,epochs=500')` (an item `field=value` without ':'
+  continues the overrides of the protocol before it)."""
+  out = []
+  for item in (str(p).strip() for p in items):
+    if not item:
+      continue
+    if out and "=" in item and ":" not in item and ":" in out[-1]:
+      out[-1] += "," + item
+    else:
+      out.append(item)
+  return tuple(out)
 
 
 def kernel_fields(method_config) -> dict:

@@ -63,6 +63,9 @@ def test_bad_configs_name_the_problem():
     evaluate.EvalConfig(kernel="fc99")
   with pytest.raises(ValueError, match="rf_models"):
     evaluate.EvalConfig(rf_models=-1)
+  with pytest.raises(ValueError, match="no closed-form"):  # instance norm: random features only
+    evaluate.EvalConfig(kernel="conv3_in", protocols=())
+  assert evaluate.EvalConfig(kernel="conv3_in", protocols=(), rf_models=2).kernel == "conv3_in"
 
 
 def test_random_feature_evaluation_is_krr_with_the_random_kernel():

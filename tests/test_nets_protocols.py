@@ -8,6 +8,7 @@ import pytest
 
 from kernelcond import kernels
 from kernelcond.nets import losses
+from kernelcond import evaluate
 from kernelcond.nets import protocols
 from kernelcond.nets import train
 
@@ -63,6 +64,23 @@ def test_get_protocol_overrides_and_errors():
   with pytest.raises(ValueError, match="needs a 'fc' kernel spec"):
     x, y = _problem(6, 0)
     protocols.evaluate_protocol("mlp", x, y, x, y, num_classes=CLASSES, spec="conv2")
+
+
+def test_protocol_strings_carry_overrides():
+  p = protocols.get_protocol("kernel:width=128,epochs=500,centre_output=false,lr=0.2")
+  assert (p.name, p.width, p.epochs, p.centre_output, p.lr) == ("kernel", 128, 500, False, 0.2)
+  assert p.spec == protocols.get_protocol("kernel").spec  # the rest is the protocol's own
+  assert protocols.get_protocol("dc:epochs=5", epochs=9).epochs == 9  # keywords win
+  for text, match in (("kernel:width=abc", "expected an integer"),
+                      ("kernel:widht=3", "fields: model, width"),
+                      ("kernel:name=dc", "fields: model"),
+                      ("kernel:width=1,width=2", "given twice"),
+                      ("dc:norm=group", "protocol norm"), ("nope:width=1", "valid: dc")):
+    with pytest.raises(ValueError, match=match):
+      protocols.get_protocol(text)
+  # a comma-split flag value is joined back: 'dc,kernel:width=8,epochs=3'
+  config = evaluate.EvalConfig(kernel="conv3", protocols=["dc", "kernel:width=8", "epochs=3", ""])
+  assert config.protocols == ("dc", "kernel:width=8,epochs=3")
 
 
 def test_hard_and_soft_labels_choose_the_loss_and_targets():

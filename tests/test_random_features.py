@@ -126,6 +126,7 @@ def test_bad_arguments():
 
 @pytest.mark.parametrize("name,shape", [("conv2:pool=false,b_std=0", (5, 4, 2)),
                                         ("conv2:readout=gap,parameterization=standard", (6, 6, 1)),
+                                        ("conv2:norm=instance", (4, 4, 1)),
                                         ("fc2:activation=erf", (7,))])
 def test_per_example_grads_match_autodiff(name, shape):
   """Patch-based per-example gradients == jax.jacrev of the finite network."""
@@ -138,3 +139,28 @@ def test_per_example_grads_match_autodiff(name, shape):
   for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(theirs)):
     assert a.shape == b.shape
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(b).max())
+
+
+def test_instance_norm_networks_are_scale_invariant_and_have_no_exact_kernel():
+  """conv3_in: every conv output is standardised per example and channel, so without
+  biases the network (and its random-feature kernel) ignores the scale of each input."""
+  spec = kernels.get_spec("conv3_in", b_std=0.0)
+  x = jnp.asarray(_images(4, (8, 8, 1), 0))
+  scale = jnp.asarray([0.5, 2.0, 7.0, 1.0]).reshape(4, 1, 1, 1)
+  params = finite.init_params(spec, jax.random.PRNGKey(0), (8, 8, 1), 6, 2)
+  np.testing.assert_allclose(finite.apply(spec, params, x * scale), finite.apply(spec, params, x),
+                             rtol=1e-4, atol=1e-5)
+  plain = kernels.get_spec("conv3", b_std=0.0)  # without the norm the outputs scale
+  assert not np.allclose(finite.apply(plain, params, x * scale), finite.apply(plain, params, x),
+                         rtol=1e-2)
+  _, inputs = finite.forward(spec, params, x)  # layer 2's input: relu of standardised maps
+  assert np.all(np.asarray(inputs[1]) >= 0)
+  kernel_fn = kernels.make_random_kernel_fn(spec, 2, 6)
+  np.testing.assert_allclose(kernel_fn(x * scale, None, "nngp"), kernel_fn(x, None, "nngp"),
+                             rtol=1e-4, atol=1e-6)
+  for make in (lambda: kernels.make_kernel_fn(spec, "native"),
+               lambda: kernels.make_kernel_fn("conv3_in")):
+    with pytest.raises(ValueError, match="no closed-form .*--rf_models"):
+      make()
+  with pytest.raises(ValueError, match="needs a 'conv' spec"):
+    kernels.get_spec("fc2:norm=instance")

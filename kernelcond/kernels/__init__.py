@@ -23,17 +23,19 @@ and returns `(n1, n2)` arrays for `get='nngp'` / `'ntk'` (a tuple for a tuple
 
 from kernelcond.kernels import native
 from kernelcond.kernels.backends import (BACKENDS, KERNEL_KINDS, Get, KernelFn,
-                                         make_kernel_fn, resolve_backend, stax)
+                                         check_closed_form, make_kernel_fn, resolve_backend,
+                                         stax)
 from kernelcond.kernels.finite import init_and_apply
 from kernelcond.kernels.matrix import kernel_matrix
 from kernelcond.kernels.nt import neural_tangents_available, nt_stax
 from kernelcond.kernels.random_features import make_random_kernel_fn, random_feature_fn
-from kernelcond.kernels.spec import (ACTIVATIONS, FAMILIES, NAMED_SPECS, PARAMETERIZATIONS,
-                                     READOUTS, ArchSpec, get_spec)
+from kernelcond.kernels.spec import (ACTIVATIONS, FAMILIES, NAMED_SPECS, NORMS,
+                                     PARAMETERIZATIONS, READOUTS, ArchSpec, get_spec)
 
 __all__ = [
-    "ACTIVATIONS", "BACKENDS", "FAMILIES", "KERNEL_KINDS", "NAMED_SPECS", "PARAMETERIZATIONS",
-    "READOUTS", "ArchSpec", "Get", "KernelFn", "get_spec", "init_and_apply", "kernel_matrix",
+    "ACTIVATIONS", "BACKENDS", "FAMILIES", "KERNEL_KINDS", "NAMED_SPECS", "NORMS",
+    "PARAMETERIZATIONS", "READOUTS", "ArchSpec", "Get", "KernelFn", "check_closed_form",
+    "get_spec", "init_and_apply", "kernel_matrix",
     "make_kernel_fn", "make_random_kernel_fn", "native", "neural_tangents_available",
     "nt_stax", "random_feature_fn", "resolve_backend", "stax",
 ]

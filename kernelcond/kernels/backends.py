@@ -56,6 +56,15 @@ def resolve_backend(backend: str, spec: Union[str, ArchSpec, None] = None) -> st
   return backend
 
 
+def check_closed_form(spec: Union[str, ArchSpec]) -> None:
+  """Refuses specs without a closed-form kernel (instance norm), naming the way out."""
+  spec = get_spec(spec)
+  if spec.norm != "none":
+    raise ValueError(f"kernel spec with norm={spec.norm!r} has no closed-form (exact) kernel; "
+                     "use its random-feature kernel (--rf_models=M for an evaluation, "
+                     "--method=rfad for condensation)")
+
+
 def check_get(get: Get) -> tuple[str, ...]:
   """The kinds `get` asks for, in order; ValueError for an unknown kind."""
   kinds = get if isinstance(get, tuple) else (get,)
@@ -110,6 +119,7 @@ def make_kernel_fn(spec: Union[str, ArchSpec], backend: str = "auto",
     that order). `kernel_fn.spec` and `kernel_fn.backend` record its origin.
   """
   spec = get_spec(spec)
+  check_closed_form(spec)
   backend = resolve_backend(backend, spec)
   if backend == "nt":
     base = nt.kernel_fn(spec)

@@ -2,8 +2,9 @@
 
 The network of `spec` has the same layers as `nt.nt_stax(spec)` and as the
 closed forms in `native`: [Flatten] then `depth` x (Dense | 3x3 SAME Conv,
-activation [, 2x2 stride-2 average pooling]), then [global average pooling |
-Flatten] and a dense readout. As its width grows, its outputs at initialisation
+[instance norm,] activation [, 2x2 stride-2 average pooling]), then [global
+average pooling | Flatten] and a dense readout. (Instance norm, `spec.norm`,
+has no closed form: its kernels are random-feature estimates only.) As its width grows, its outputs at initialisation
 tend to a Gaussian process with the spec's NNGP kernel (Lee et al.,
 arXiv:1711.00165; Novak et al., arXiv:1810.05148) and its parameter-Jacobian
 inner products to the spec's NTK (Jacot et al., arXiv:1806.07572).
@@ -112,6 +113,16 @@ def _avg_pool_2x2(x: jax.Array) -> jax.Array:
   return x.mean(axis=(2, 4))
 
 
+INSTANCE_NORM_EPS = 1e-5
+
+
+def _instance_norm(z: jax.Array) -> jax.Array:
+  """`(n, H, W, C)` standardised per example and channel over positions (no affine part)."""
+  mean = z.mean(axis=(1, 2), keepdims=True)
+  var = jnp.square(z - mean).mean(axis=(1, 2), keepdims=True)
+  return (z - mean) * jax.lax.rsqrt(var + INSTANCE_NORM_EPS)
+
+
 def forward(spec: ArchSpec, params: Params, x: jax.Array,
             shifts: Optional[Sequence[jax.Array]] = None) -> tuple[jax.Array, list[jax.Array]]:
   """Runs the network, recording the input of every layer.
@@ -138,9 +149,10 @@ def forward(spec: ArchSpec, params: Params, x: jax.Array,
       inputs.append(x)
       x = act(shift(l, _linear(spec, layer, x, conv=False)))
   else:
+    norm = _instance_norm if spec.norm == "instance" else (lambda z: z)
     for l, layer in enumerate(params[:-1]):
       inputs.append(x)
-      x = act(shift(l, _linear(spec, layer, x, conv=True)))
+      x = act(norm(shift(l, _linear(spec, layer, x, conv=True))))
       if spec.pool:
         x = _avg_pool_2x2(x)
     x = x.mean(axis=(1, 2)) if spec.readout == "gap" else x.reshape(x.shape[0], -1)

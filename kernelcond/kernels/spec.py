@@ -30,6 +30,7 @@ ACTIVATIONS = ("relu", "erf")
 PARAMETERIZATIONS = ("ntk", "standard")
 FAMILIES = ("fc", "conv")
 READOUTS = ("gap", "flatten")
+NORMS = ("none", "instance")
 
 
 def check_choice(field: str, value: str, choices) -> None:
@@ -63,6 +64,11 @@ class ArchSpec:
       arXiv:2001.07301): how weights are scaled, which changes the NTK only.
     pool: 'conv' only: 2x2 average pooling (stride 2) after each conv block.
     readout: 'conv' only: 'gap' (global average pooling) or 'flatten'.
+    norm: 'conv' only: 'none', or 'instance' (each conv output standardised per
+      example and channel over its positions, before the activation, as the
+      ConvNet of DC/DSA/DM). Instance norm has no closed-form kernel: such a
+      spec has finite networks and random-feature kernels
+      (`make_random_kernel_fn`) only.
   """
   family: str = "fc"
   depth: int = 3
@@ -73,12 +79,16 @@ class ArchSpec:
   parameterization: str = "ntk"
   pool: bool = False
   readout: str = "flatten"
+  norm: str = "none"
 
   def __post_init__(self):
     check_choice("family", self.family, FAMILIES)
     check_choice("activation", self.activation, ACTIVATIONS)
     check_choice("parameterization", self.parameterization, PARAMETERIZATIONS)
     check_choice("readout", self.readout, READOUTS)
+    check_choice("norm", self.norm, NORMS)
+    if self.norm != "none" and self.family != "conv":
+      raise ValueError(f"norm={self.norm!r} needs a 'conv' spec, got family {self.family!r}")
     if not (_is_int(self.depth) and self.depth >= 0):
       raise ValueError(f"depth must be a non-negative integer, got {self.depth!r}")
     if self.family == "conv" and self.depth < 1:
@@ -106,6 +116,9 @@ NAMED_SPECS.register("conv1", ArchSpec(family="conv", depth=1, pool=True))
 NAMED_SPECS.register("conv2", ArchSpec(family="conv", depth=2, pool=True))
 NAMED_SPECS.register("conv3", ArchSpec(family="conv", depth=3, pool=True))
 NAMED_SPECS.register("conv3_gap", ArchSpec(family="conv", depth=3, pool=True, readout="gap"))
+# The ConvNet of DC/DSA/DM (conv, instance norm, ReLU, avgpool blocks): random-feature
+# kernels and finite networks only (no closed form).
+NAMED_SPECS.register("conv3_in", ArchSpec(family="conv", depth=3, pool=True, norm="instance"))
 
 FIELD_TYPES: dict[str, str] = {f.name: f.type for f in dataclasses.fields(ArchSpec)}
 
@@ -147,7 +160,11 @@ def parse_value(field: str, text: str):
   Raises:
     ValueError: if `text` is not a literal of the field's type (or not finite).
   """
-  kind = FIELD_TYPES[field]
+  return parse_literal(FIELD_TYPES[field], text)
+
+
+def parse_literal(kind: str, text: str):
+  """Parses `text` as a literal of type `kind` ('int', 'float', 'bool'; else a string), no `eval`."""
   text = text.strip()
   if kind == "int":
     if not _INT_RE.fullmatch(text):

@@ -64,6 +64,7 @@ import jax
 import numpy as np
 
 from kernelcond.nets import losses
+from kernelcond.nets import models
 from kernelcond.nets import optim
 from kernelcond.nets import train
 from kernelcond.registry import Registry
@@ -144,6 +145,7 @@ class Protocol:
     _CHECK_LR_RULE(self.lr_rule)
     _CHECK_HARD_LOSS(self.hard_loss)
     _CHECK_SOFT_LOSS(self.soft_loss)
+    choice_validator("protocol norm", models.NORMS)(self.norm)
     if self.model == "spec_net" and self.spec is None:
       raise ValueError(f"protocol {self.name!r} trains a SpecNet and needs a default spec")
     if not self.label_scale > 0:
@@ -211,13 +213,48 @@ PROTOCOLS.register("mlp", Protocol(
     centre_output=True, val_every=100, patience=500))
 
 
+_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Protocol)}
+
+
+def parse_overrides(text: str) -> tuple[str, dict]:
+  """`'name'` or `'name:field=value,...'` -> `(name, {field: value})`, parsed without eval.
+
+  Values are read by the field's type (`kernels.spec.parse_literal`): e.g.
+  `'kernel:width=128,epochs=5000'` is the `kernel` protocol with a 128-wide
+  network and 5000 epochs (a CPU-sized variant of a protocol, named as written).
+  """
+  from kernelcond.kernels import spec as kspec  # local: kernels pull in optional backends
+
+  name, _, rest = str(text).partition(":")
+  out = {}
+  for item in filter(None, (part.strip() for part in rest.split(","))):
+    key, eq, value = item.partition("=")
+    key = key.strip()
+    if not eq or key not in _FIELD_TYPES or key == "name":
+      raise ValueError(f"Bad protocol override {item!r} in {text!r}; fields: "
+                       f"{', '.join(f for f in _FIELD_TYPES if f != 'name')}")
+    if key in out:
+      raise ValueError(f"Field {key} is given twice in protocol {text!r}")
+    kind = _FIELD_TYPES[key].replace("Optional[", "").rstrip("]")
+    try:
+      out[key] = kspec.parse_literal(kind, value)
+    except ValueError as e:
+      raise ValueError(f"Bad value for {key} in protocol {text!r}: {e}") from None
+  return name.strip(), out
+
+
 def get_protocol(name: str, **overrides) -> Protocol:
   """The protocol `name` with some fields replaced, e.g. `get_protocol('dc', epochs=50)`.
+
+  `name` may carry overrides itself, `'kernel:width=128'` (`parse_overrides`);
+  keyword overrides win over the string's.
 
   Raises:
     ValueError: for an unknown protocol (listing valid names), an unknown field
       (naming it and the valid ones) or an invalid value.
   """
+  name, parsed = parse_overrides(name)
+  overrides = {**parsed, **overrides}
   base = PROTOCOLS.get(name)
   fields = [f.name for f in dataclasses.fields(Protocol)]
   unknown = sorted(set(overrides) - set(fields))

@@ -211,16 +211,6 @@ def cells(config: PruneConfig) -> list[tuple[str, str, str]]:
   return out
 
 
-def check_dataset(config: PruneConfig, dataset) -> None:
-  """Refuses, before anything is written, settings this dataset cannot run."""
-  if ("krr_el2n" in config.methods and not config.scores_dir
-      and dataset.num_train > kscores.loo.EXACT_AUTO_MAX_N):
-    raise ValueError(f"--methods krr_el2n holds an (n, n) kernel and supports at most "
-                     f"{kscores.loo.EXACT_AUTO_MAX_N} training examples, {dataset.name} has "
-                     f"{dataset.num_train}; use krr_loo (Nystrom above that size) or a "
-                     "smaller dataset")
-
-
 def load_or_compute_scores(config: PruneConfig, method: str, dataset, workdir: str):
   """`(scores, meta)`: read from `scores_dir`, the workdir cache, or computed and cached."""
   fingerprint = dataset.fingerprint()
@@ -342,11 +332,9 @@ def run(config: PruneConfig, dataset, workdir: str, log=lambda *a: None) -> dict
   for a cell finished earlier, with `n_kept=None` and its test accuracy.
 
   Raises:
-    ValueError: settings the dataset cannot run (`check_dataset`) or a workdir of
-      another configuration, before anything is written.
+    ValueError: a workdir of another configuration, before anything is written.
   """
   start = time.time()
-  check_dataset(config, dataset)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ValueError(f"--workdir {workdir} exists and is not a directory")
   os.makedirs(workdir, exist_ok=True)

@@ -369,7 +369,7 @@ def krr_loo(x, y, num_classes: int, kernel: str = "fc3",
 
 
 def krr_el2n(x, y, num_classes: int, kernel: str = "fc3", reg: Optional[float] = None, *,
-             seed: int = 0, max_n: int = loo.EXACT_AUTO_MAX_N) -> np.ndarray:
+             seed: int = 0, max_n: Optional[int] = None) -> np.ndarray:
   """EL2N of a kernel prediction made without the example: `||f(x_i) - t_i||_2`.
 
   The training set is split into two class-stratified random halves
@@ -379,6 +379,14 @@ def krr_el2n(x, y, num_classes: int, kernel: str = "fc3", reg: Optional[float] =
   the MSE analogue of Data Diet's EL2N (arXiv:2107.07075, eq. 2). No network is
   trained.
 
+  Up to `max_n` examples the `(n, n)` kernel is held and each half is solved
+  exactly; above, the kernel is the Nystrom kernel `Phi Phi^T` of
+  `NYSTROM_LANDMARKS` random landmarks (`loo.nystrom_features`, as `krr_loo`)
+  and each half is solved in feature space,
+  `W = (Phi_h^T Phi_h + lam I)^{-1} Phi_h^T t_h`, `lam = reg * ||Phi_h||_F^2 / n_h`
+  (the same relative ridge: `trace(K_hh) = ||Phi_h||_F^2`), so nothing of size
+  `(n, n)` is built (60,000 examples: a `(60000, 4000)` float32 block).
+
   Args:
     x: `(n, ...)` inputs.
     y: `(n,)` integer labels.
@@ -386,7 +394,8 @@ def krr_el2n(x, y, num_classes: int, kernel: str = "fc3", reg: Optional[float] =
     kernel: kernel spec.
     reg: relative ridge; None: `krr_reg_by_loo` over `KRR_REGS` on the whole set.
     seed: seed of the split.
-    max_n: the computation holds the `(n, n)` kernel and refuses larger sets.
+    max_n: largest `n` solved with the exact kernel (default
+      `loo.EXACT_AUTO_MAX_N`).
 
   Returns:
     `(n,)` float32 scores.
@@ -395,20 +404,32 @@ def krr_el2n(x, y, num_classes: int, kernel: str = "fc3", reg: Optional[float] =
   from kernelcond.prune import select  # local: select is a sibling module
 
   x, y = _check_xy(x, y)
-  if x.shape[0] > max_n:
-    raise ValueError(f"krr_el2n holds an (n, n) kernel and supports n <= {max_n}, got "
-                     f"n={x.shape[0]}: use a subset, or krr_loo (Nystrom above that size)")
+  max_n = loo.EXACT_AUTO_MAX_N if max_n is None else max_n
   t = _centred_targets(y, num_classes)
-  k = np.asarray(kernels.kernel_matrix(kernels.make_kernel_fn(kernel, "auto"), x, get="ntk"),
-                 np.float32)
-  reg = krr_reg_by_loo(lambda r: loo.loo_predictions(k, t, r), t) if reg is None else reg
+  kernel_fn = kernels.make_kernel_fn(kernel, "auto")
   first = np.zeros(x.shape[0], bool)
   first[select.random_subset(y, 0.5, seed)] = True
   pred = np.zeros_like(t)
-  for fit_on in (first, ~first):
-    predict_fn = krr.fit(k[np.ix_(fit_on, fit_on)], t[fit_on], reg)
-    pred[~fit_on] = np.asarray(predict_fn(k[np.ix_(~fit_on, fit_on)]))
+  if x.shape[0] <= max_n:
+    k = np.asarray(kernels.kernel_matrix(kernel_fn, x, get="ntk"), np.float32)
+    reg = krr_reg_by_loo(lambda r: loo.loo_predictions(k, t, r), t) if reg is None else reg
+    for fit_on in (first, ~first):
+      predict_fn = krr.fit(k[np.ix_(fit_on, fit_on)], t[fit_on], reg)
+      pred[~fit_on] = np.asarray(predict_fn(k[np.ix_(~fit_on, fit_on)]))
+  else:
+    phi = loo.nystrom_features(kernel_fn, x, loo.landmarks(len(x), NYSTROM_LANDMARKS))
+    reg = krr_reg_by_loo(loo.make_feature_loo_fn(phi, t), t) if reg is None else reg
+    for fit_on in (first, ~first):
+      pred[~fit_on] = phi[~fit_on] @ feature_ridge_weights(phi[fit_on], t[fit_on], reg)
   return np.linalg.norm(pred - t, axis=1).astype(np.float32)
+
+
+def feature_ridge_weights(phi, t, reg: float) -> np.ndarray:
+  """`(m, c)` weights `(Phi^T Phi + lam I)^{-1} Phi^T t`, `lam = reg * ||Phi||_F^2 / n` (float64)."""
+  phi = np.asarray(phi, np.float64)
+  gram = phi.T @ phi
+  lam = float(reg) * np.trace(gram) / phi.shape[0]
+  return np.linalg.solve(gram + lam * np.eye(gram.shape[0]), phi.T @ np.asarray(t, np.float64))
 
 
 def spearman_matrix(named_scores: dict) -> tuple[list, np.ndarray]:

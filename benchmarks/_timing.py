@@ -24,3 +24,16 @@ def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
   f(a, a).block_until_ready()
   best = min(timed(lambda: f(a, a).block_until_ready()) for _ in range(repeats))
   return 2 * n ** 3 / best
+
+
+def memory_bandwidth(n: int = 2 ** 26, repeats: int = 5) -> float:
+  """Best bytes/s of a jitted elementwise `2 x + 1` over `n` float32 values (read + write).
+
+  The second baseline: kernels whose FLOPs per byte are low are bound by this
+  rate, not by the matmul rate.
+  """
+  x = jnp.ones((n,), jnp.float32)
+  f = jax.jit(lambda a: 2.0 * a + 1.0)
+  f(x).block_until_ready()
+  best = min(timed(lambda: f(x).block_until_ready()) for _ in range(repeats))
+  return 2 * 4 * n / best

@@ -7,9 +7,13 @@ r"""Kernel-matrix throughput per spec and backend, against the matmul rate and r
 
 For each spec, size and backend (neural-tangents `nt` where it imports, and
 `native`), times `kernels.kernel_matrix` (jit-compiled, first call excluded) and
-prints seconds, microseconds per kernel entry, an estimate of the useful FLOPs
-and the ratio of the achieved FLOP rate to the float32 matmul rate measured in
-the same run, and a speed-up: for `native` rows nt seconds / native seconds.
+prints seconds, microseconds per kernel entry, the FLOPs and bytes per entry of
+the models below, the achieved FLOP rate and its ratio to the float32 matmul
+rate, the achieved byte rate and its ratio to the memory bandwidth (both
+baselines measured in the same run), and a speed-up: for `native` rows nt
+seconds / native seconds. A kernel whose FLOPs per byte fall below the
+machine's matmul rate / bandwidth is bound by memory, not arithmetic: the exact
+pooled ConvNet kernel does about 1.75 FLOPs per byte of covariance traffic.
 
 For the specs in `--rf_specs` (default conv3), each `--random_features` entry
 `MxW` adds a row `rfMxW`: the random-feature kernel of M random networks of
@@ -27,6 +31,12 @@ FLOP model of the exact kernels (a lower bound on the work any implementation mu
                  per pair of images, 2*C*(HW)^2 for the input covariance, then per
                  layer 2*9*(H_l W_l)^2 for the 3x3 patch sums of NNGP and NTK plus
                  ~20*(H_l W_l)^2 for the nonlinearity.
+Bytes model (float32 traffic of the covariance arrays; inputs and the output
+matrix are counted once): per pair and layer, the 3x3 patch sum and the
+nonlinearity each read and write the NNGP and the NTK array of the layer's
+per-pair size, 8 arrays of 4 bytes each: size 1 for FC, (H_l W_l)^2 for conv
+nets with pooling or GAP (the full spatial covariance), H_l W_l without
+(only the spatial diagonal is needed).
 """
 
 import os
@@ -69,6 +79,20 @@ def flops(spec: kernels.ArchSpec, n1: int, n2: int, shape) -> float:
   return n1 * n2 * total
 
 
+def bytes_per_entry(spec: kernels.ArchSpec, shape) -> float:
+  """Covariance bytes one kernel entry moves under the model in the module docstring."""
+  h, w, c = shape
+  if spec.family == "fc":
+    return 8 * 4.0 * spec.depth
+  full = spec.pool or spec.readout == "gap"
+  total, hw = 0.0, h * w
+  for _ in range(spec.depth):
+    total += 8 * 4.0 * (hw ** 2 if full else hw)
+    if spec.pool:
+      hw //= 4
+  return total
+
+
 def _rel_frobenius(estimate: np.ndarray, exact: np.ndarray) -> float:
   exact = np.asarray(exact, np.float64)
   return float(np.linalg.norm(np.asarray(estimate, np.float64) - exact) / np.linalg.norm(exact))
@@ -77,12 +101,15 @@ def _rel_frobenius(estimate: np.ndarray, exact: np.ndarray) -> float:
 def main(argv):
   del argv
   rate = _timing.matmul_rate()
+  bandwidth = _timing.memory_bandwidth()
   print(f"devices: {jax.device_count()} x {jax.devices()[0].platform}, jax {jax.__version__}; "
-        f"float32 matmul rate: {rate / 1e9:.1f} GFLOP/s; get={FLAGS.get}")
+        f"float32 matmul rate: {rate / 1e9:.1f} GFLOP/s; memory bandwidth "
+        f"{bandwidth / 1e9:.1f} GB/s; get={FLAGS.get}")
   backends = [b for b in FLAGS.backends
               if b != "nt" or kernels.neural_tangents_available()]
   header = (f"{'spec':<8}{'n1 x n2':>12}{'backend':>10}{'seconds':>10}{'us/entry':>11}"
-            f"{'GFLOP/s':>9}{'/matmul':>9}{'speed-up':>10}{'rel.err':>9}")
+            f"{'FLOP/entry':>12}{'B/entry':>10}{'GFLOP/s':>9}{'/matmul':>9}{'GB/s':>8}"
+            f"{'/membw':>8}{'speed-up':>10}{'rel.err':>9}")
   print(header)
   print("-" * len(header))
   shape = (28, 28, 1)
@@ -106,8 +133,14 @@ def main(argv):
         results[label] = run()  # compile
         seconds[label] = min(_timing.timed(run) for _ in range(FLAGS.repeats))
         exact = label in ("nt", "native")
-        achieved = flops(spec, n1, n2, shape) / seconds[label] if exact else None
-        gflops = f"{achieved / 1e9:>9.2f}{achieved / rate:>9.3f}" if exact else f"{'-':>9}{'-':>9}"
+        if exact:
+          entry_flops, entry_bytes = flops(spec, 1, 1, shape), bytes_per_entry(spec, shape)
+          achieved = entry_flops * n1 * n2 / seconds[label]
+          moved = entry_bytes * n1 * n2 / seconds[label]
+          gflops = (f"{entry_flops:>12.3g}{entry_bytes:>10.3g}{achieved / 1e9:>9.2f}"
+                    f"{achieved / rate:>9.3f}{moved / 1e9:>8.1f}{moved / bandwidth:>8.3f}")
+        else:
+          gflops = f"{'-':>12}{'-':>10}{'-':>9}{'-':>9}{'-':>8}{'-':>8}"
         reference = "nt" if label == "native" else ("native" if not exact else None)
         speedup = (f"{seconds[reference] / seconds[label]:>10.2f}"
                    if reference in seconds and label != reference else f"{'':>10}")

@@ -280,6 +280,9 @@ def distill_label(config: dict) -> str:
     label += " (noise init)"
   if config.get("method") == "kip" and config.get("learn_labels") is False:
     label += " (fixed labels)"
+  if config.get("method") in ("rfad", "frepo"):  # their kernel is part of the method
+    label += f" ({config.get('kernel')}" + (", learned labels)" if config.get("learn_labels")
+                                            else ")")
   return label
 
 

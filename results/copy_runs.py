@@ -3,7 +3,8 @@
     python results/copy_runs.py runs/condense_fmnist results/condense_fmnist
 
 For every run folder under SRC with a results.json: results.json, config.json,
-stacks.json and distilled.png (if under 300 kB) as they are, and metrics.jsonl thinned to its
+stacks.json, distilled.png (if under 300 kB) and distilled.npz (if under 2 MB: the
+condensed set itself, for `experiments/evaluate.py --support`) as they are, and metrics.jsonl thinned to its
 evaluation rows (the ones with `eval/...` keys, each with its step's seconds)
 plus at most 200 other rows spread evenly over the run, so the report's curves
 and s/step are kept without the whole log. Checkpoints, arrays and TensorBoard
@@ -18,8 +19,9 @@ import sys
 
 from kernelcond import metrics
 
-KEEP = ("results.json", "config.json", "stacks.json", "distilled.png")
-MAX_PNG_BYTES = 300_000  # image grids of 10+ images per class stay in the workdir
+KEEP = ("results.json", "config.json", "stacks.json", "distilled.png", "distilled.npz")
+MAX_BYTES = {".png": 300_000,  # image grids of 10+ images per class stay in the workdir
+             ".npz": 2_000_000}
 MAX_OTHER_ROWS = 200
 
 
@@ -43,7 +45,8 @@ def main(src_root: str, dst_root: str) -> None:
     os.makedirs(out, exist_ok=True)
     for name in KEEP:
       path = os.path.join(d, name)
-      if name in names and not (name.endswith(".png") and os.path.getsize(path) > MAX_PNG_BYTES):
+      limit = MAX_BYTES.get(os.path.splitext(name)[1])
+      if name in names and not (limit and os.path.getsize(path) > limit):
         shutil.copyfile(path, os.path.join(out, name))
     if "metrics.jsonl" in names:
       thin_metrics(os.path.join(d, "metrics.jsonl"), os.path.join(out, "metrics.jsonl"))

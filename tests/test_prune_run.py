@@ -93,3 +93,31 @@ def test_kernel_scores_refuse_large_sets_before_writing(tmp_path, dataset, monke
   with pytest.raises(ValueError, match="at most 100"):
     experiment.run(config, dataset, str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
+
+
+def test_val_size_holds_examples_out_of_scoring_selection_and_training(tmp_path, dataset):
+  config = experiment.PruneConfig(train=TRAIN, methods=("random", "el2n"), fractions=(1.0, 0.5),
+                                  seeds=(0,), strategy=("ccs",), score_epochs=1, score_inits=1,
+                                  val_size=50)
+  results = experiment.run(config, dataset, str(tmp_path / "run"))
+  assert results["n_train"] == 250 and results["n_val"] == 50
+  keep, val = kdata.stratified_split(dataset.y_train, 50, seed=0)
+  cells = results["results"]
+  assert cells["full"]["1"]["n_kept"] == 250 and cells["random"]["0.5"]["n_kept"] == 125
+  el2n, _ = scores.load_scores(str(tmp_path / "run" / "scores" / "scores_el2n.npz"))
+  assert el2n.shape == (250,)  # scored on the kept pool only
+  for cell in (cells["full"]["1"], cells["random"]["0.5"], cells["el2n-ccs"]["0.5"]):
+    assert len(cell["val_accuracy"]) == 1 and 0.0 <= cell["val_accuracy"][0] <= 1.0
+  # The held-out accuracy is the full cell's network on exactly those 50 examples: retrain it.
+  rest, x_val, y_val = experiment.hold_out(dataset, 50)
+  np.testing.assert_array_equal(rest.y_train, dataset.y_train[keep])
+  np.testing.assert_array_equal(y_val, dataset.y_train[val])
+  state, _ = train.train_and_evaluate(
+      experiment.dataclasses.replace(TRAIN, steps=results["full_steps"], seed=0), rest.x_train,
+      rest.y_train, num_classes=10)
+  assert train.evaluate(state, x_val, y_val)["accuracy"] == pytest.approx(
+      cells["full"]["1"]["val_accuracy"][0], abs=1e-6)
+  with pytest.raises(ValueError, match="--val_size=300 leaves no training examples"):
+    experiment.run(experiment.PruneConfig(train=TRAIN, methods=("random",), val_size=300),
+                   dataset, str(tmp_path / "bad"))
+  assert not (tmp_path / "bad").exists()

@@ -48,7 +48,7 @@ BUDGETS = ("steps", "epochs")
 # Settings added after the first runs: recorded in config.json only when not at
 # their default, so workdirs of earlier runs still resume.
 _LATER_FIELDS = ("ccs_beta", "proxy_model", "proxy_model_kwargs", "proxy_epochs", "kernel",
-                 "kernel_reg", "dynamic_every", "dynamic_restore")
+                 "kernel_reg", "dynamic_every", "dynamic_restore", "val_size")
 
 
 def methods() -> tuple[str, ...]:
@@ -91,6 +91,10 @@ class PruneConfig:
     dynamic_restore: dynamic: share of each class's places redrawn at random.
     scores_dir: read `scores_<method>.npz` (experiments/score.py) from here.
     checkpoint_every: steps between checkpoints of a cell.
+    val_size: training examples held out (a stratified draw, `data.stratified_split`
+      seed 0) before anything is scored, selected or trained; every cell then also
+      records its accuracy on them (`val_accuracy`), so settings such as
+      `ccs_beta` are chosen on them, not on the test set. 0: none held out.
     data: the data settings, recorded as given.
   """
   train: Any
@@ -114,6 +118,7 @@ class PruneConfig:
   dynamic_restore: float = 0.2
   scores_dir: Optional[str] = None
   checkpoint_every: int = 1000
+  val_size: int = 0
   data: Any = ()
 
   def __post_init__(self):
@@ -134,6 +139,8 @@ class PruneConfig:
       raise ValueError(f"--offset must lie in [0, 1), got {self.offset}")
     if self.ccs_beta is not None and not 0 <= self.ccs_beta < 1:
       raise ValueError(f"--ccs_beta must lie in [0, 1), got {self.ccs_beta}")
+    if self.val_size < 0:
+      raise ValueError(f"--val_size must be >= 0, got {self.val_size}")
     if self.score_inits < 1 or self.checkpoint_every < 1:
       raise ValueError("--score_inits and --checkpoint_every must be >= 1")
     if self.kernel_reg is not None and not self.kernel_reg > 0:
@@ -306,22 +313,36 @@ def finished(config: PruneConfig, workdir: str) -> Optional[dict]:
   return results
 
 
+def hold_out(dataset, val_size: int):
+  """`(dataset without the held-out examples, x_val, y_val)`; no split for `val_size=0`."""
+  if not val_size:
+    return dataset, None, None
+  from kernelcond import data as kdata  # local: data pulls in the loaders
+
+  keep, val = kdata.stratified_split(dataset.y_train, val_size, seed=0)
+  rest = dataclasses.replace(dataset, x_train=dataset.x_train[keep],
+                             y_train=dataset.y_train[keep])
+  return rest, dataset.x_train[val], dataset.y_train[val]
+
+
 def _train_cell(config: PruneConfig, method: str, fraction: float, seed: int, dataset, idx,
-                full_steps: int, ckpt: str) -> dict:
+                full_steps: int, ckpt: str, val=(None, None)) -> dict:
   steps = full_steps if config.budget == "steps" else None
   cell_config = dataclasses.replace(config.train, steps=steps, seed=seed)
   if method == "dynamic":
     k = kselect.num_kept(dataset.num_train, fraction)
     total = full_steps if steps else train.schedule_steps(config.train, k)[0]
-    _, metrics = kdynamic.train_dynamic(
+    state, metrics = kdynamic.train_dynamic(
         cell_config, kdynamic.DynamicConfig(config.dynamic_every, config.dynamic_restore),
         fraction, dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test,
         num_classes=dataset.num_classes, total_steps=total, checkpoint_dir=ckpt)
-    return metrics
-  _, metrics = train.train_and_evaluate(
-      cell_config, dataset.x_train[idx], dataset.y_train[idx], dataset.x_test, dataset.y_test,
-      num_classes=dataset.num_classes, checkpoint_dir=ckpt,
-      checkpoint_every=config.checkpoint_every)
+  else:
+    state, metrics = train.train_and_evaluate(
+        cell_config, dataset.x_train[idx], dataset.y_train[idx], dataset.x_test, dataset.y_test,
+        num_classes=dataset.num_classes, checkpoint_dir=ckpt,
+        checkpoint_every=config.checkpoint_every)
+  if val[0] is not None:
+    metrics = {**metrics, "val_accuracy": train.evaluate(state, *val)["accuracy"]}
   return metrics
 
 
@@ -337,9 +358,13 @@ def run(config: PruneConfig, dataset, workdir: str, log=lambda *a: None) -> dict
   start = time.time()
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ValueError(f"--workdir {workdir} exists and is not a directory")
+  if config.val_size >= dataset.num_train:
+    raise ValueError(f"--val_size={config.val_size} leaves no training examples "
+                     f"({dataset.name} has {dataset.num_train})")
   os.makedirs(workdir, exist_ok=True)
   io.check_run_config(workdir, config.record(), ignore=("methods", "fractions", "seeds",
                                                         "strategy"))
+  dataset, x_val, y_val = hold_out(dataset, config.val_size)
   full_steps, _, _ = train.schedule_steps(config.train, dataset.num_train)
   path = os.path.join(workdir, "results.json")
   results = io.load_json(path) if os.path.exists(path) else {}
@@ -351,6 +376,7 @@ def run(config: PruneConfig, dataset, workdir: str, log=lambda *a: None) -> dict
     scorer, epochs = config.scorer()
     results.update(config=config.record(), dataset=dataset.name,
                    fingerprint=dataset.fingerprint(), n_train=dataset.num_train,
+                   n_val=config.val_size,
                    n_test=dataset.num_test, full_steps=full_steps, scores=score_meta,
                    proxy=({"model": scorer.model, "model_kwargs": config.proxy_model_kwargs,
                            "epochs": epochs} if config.uses_proxy else None),
@@ -381,12 +407,15 @@ def run(config: PruneConfig, dataset, workdir: str, log=lambda *a: None) -> dict
              select_subset(config, method, strategy, fraction, seed, dataset.y_train,
                            score_values, features))
       ckpt = os.path.join(workdir, "checkpoints", f"{name}_{key}_seed{seed}")
-      metrics = _train_cell(config, method, fraction, seed, dataset, idx, full_steps, ckpt)
+      metrics = _train_cell(config, method, fraction, seed, dataset, idx, full_steps, ckpt,
+                            (x_val, y_val))
       n_kept = int(metrics["n_kept"] if idx is None else len(idx))
       log(name, key, seed, n_kept, metrics)
       entry["seeds"].append(seed)
       entry["test_accuracy"].append(metrics["test_accuracy"])
       entry["wall_time_s"].append(time.time() - t0)
+      if "val_accuracy" in metrics:
+        entry.setdefault("val_accuracy", []).append(float(metrics["val_accuracy"]))
       if method == "dynamic":  # how much of the training set the changing kept set touched
         entry.setdefault("ever_active", []).append(metrics["ever_active"])
         entry["refreshes"] = metrics["refreshes"]

@@ -70,13 +70,18 @@ def test_platt_loss_matches_hand_formula():
   np.testing.assert_allclose(ours, hand, rtol=1e-5)
 
 
-def test_mse_loss_and_gradient_equal_kip_on_the_random_feature_kernel():
-  """RFAD (features, one solve) == KIP's loss on `make_random_kernel_fn` (per-network kernel)."""
+@pytest.mark.parametrize("spec", [SPEC, "conv2:norm=instance"])
+def test_mse_loss_and_gradient_equal_kip_on_the_random_feature_kernel(spec):
+  """RFAD (features, one solve) == KIP's loss on `make_random_kernel_fn` (per-network kernel),
+  also for an instance-norm ConvNet, which has random-feature kernels only."""
   params, x_t, y_t = _problem()
   key = jax.random.PRNGKey(5)
-  config = _config(loss="mse")
-  loss, _, grads = _loss_and_grad("mse")(params, x_t, y_t, key)
-  kernel_fn = kernels.make_random_kernel_fn(SPEC, M, WIDTH, key)
+  config = _config(loss="mse", kernel=spec)
+  if spec == SPEC:
+    loss, _, grads = _loss_and_grad("mse")(params, x_t, y_t, key)
+  else:
+    loss, _, grads = jax.jit(rfad.make_loss_and_grad(config, n_devices=1))(params, x_t, y_t, key)
+  kernel_fn = kernels.make_random_kernel_fn(spec, M, WIDTH, key)
   kip_loss = lambda p: kip.loss_fn(p, x_t, y_t, kernel_fn, config.reg, "nngp")
   kip_params = {k: params[k] for k in ("x_support", "y_support")}
   kip_value, kip_grads = jax.jit(jax.value_and_grad(kip_loss))(kip_params)

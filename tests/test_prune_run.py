@@ -87,12 +87,20 @@ def test_config_checks_and_old_records_still_resume():
   assert experiment.PruneConfig(train=TRAIN, ccs_beta=0.1).record()["ccs_beta"] == 0.1
 
 
-def test_kernel_scores_refuse_large_sets_before_writing(tmp_path, dataset, monkeypatch):
+def test_kernel_scores_above_the_exact_limit_run_through_nystrom(tmp_path, dataset, monkeypatch):
+  # Above the exact limit krr_el2n solves each half in Nystrom feature space; with every
+  # example a landmark that is the exact kernel, so the run's scores are the exact ones.
+  config = experiment.PruneConfig(train=TRAIN, methods=("krr_el2n",), fractions=(0.5,),
+                                  seeds=(0,), score_inits=1, kernel_reg=1e-2)
+  exact = scores.compute_scores("krr_el2n", dataset.x_train, dataset.y_train, TRAIN,
+                                num_inits=1, seed=config.score_seed, num_classes=10,
+                                kernel_reg=1e-2)
   monkeypatch.setattr(scores.loo, "EXACT_AUTO_MAX_N", 100)
-  config = experiment.PruneConfig(train=TRAIN, methods=("krr_el2n",), fractions=(0.5,))
-  with pytest.raises(ValueError, match="at most 100"):
-    experiment.run(config, dataset, str(tmp_path / "w"))
-  assert not (tmp_path / "w").exists()
+  monkeypatch.setattr(scores, "NYSTROM_LANDMARKS", dataset.num_train)
+  results = experiment.run(config, dataset, str(tmp_path / "w"))
+  assert results["results"]["krr_el2n"]["0.5"]["n_kept"] == 150
+  got, _ = scores.load_scores(str(tmp_path / "w" / "scores" / "scores_krr_el2n.npz"))
+  np.testing.assert_allclose(got, exact, rtol=2e-2, atol=2e-3)
 
 
 def test_val_size_holds_examples_out_of_scoring_selection_and_training(tmp_path, dataset):

@@ -44,6 +44,12 @@ PAPER_RESULTS = (
     {"dataset": "fashion_mnist", "method": "Label Solve", "setting": "ConvNet NTK kernel, KRR",
      "paper": "Nguyen, Novak, Xiao, Lee, NeurIPS 2021", "arxiv": "2107.13034",
      "accuracy": {1: 65.3, 10: 80.8, 50: 86.9}},
+    {"dataset": "cifar10", "method": "RFAD", "setting": "ConvNet NNGP random features; "
+     "finite ConvNet trained on the set", "paper": "Loo, Hasani, Amini, Rus, NeurIPS 2022",
+     "arxiv": "2210.12067", "accuracy": {1: 53.6, 10: 66.3}},
+    {"dataset": "cifar10", "method": "FRePo", "setting": "ConvNet feature regression; "
+     "finite ConvNet trained on the set", "paper": "Zhou, Nezhadarya, Ba, NeurIPS 2022",
+     "arxiv": "2206.00719", "accuracy": {1: 46.8, 10: 65.5, 50: 71.7}},
     {"dataset": "cifar10", "method": "random real subset", "setting": "`dc` protocol, ConvNet",
      "paper": "Zhao, Mopuri, Bilen, ICLR 2021 (Table 2, random selection)", "arxiv": "2006.05929",
      "accuracy": {1: 14.4, 10: 26.0, 50: 43.4}},
@@ -52,6 +58,9 @@ PAPER_RESULTS = (
 DATASET_NAMES = {"digits": "digits (scikit-learn 8x8)", "fashion_mnist": "Fashion-MNIST",
                  "mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
                  "svhn": "SVHN"}
+# Shown dataset names whose papers' rows are those of a dataset id (the JPEG copy of
+# CIFAR-10 is read as a 'folder' dataset; `shown_dataset`).
+PAPER_DATASET = {"CIFAR-10 (JPEG copy)": "cifar10"}
 METHOD_ORDER = ("natural", "KIP", "Label Solve")
 PRUNE_ORDER = ("random", "el2n", "grand", "forgetting", "herding", "kcenter")
 VERSION_KEYS = ("python", "jax", "jaxlib", "flax", "optax", "numpy", "scipy",
@@ -301,7 +310,7 @@ def protocol_description(network: dict) -> str:
 
 def _krr_key(record: dict, evaluation: dict) -> tuple:
   krr = evaluation.get("krr") or {}
-  return (record["dataset"].get("name"), krr.get("kernel"), krr.get("kernel_type") or "ntk")
+  return (shown_dataset(record), krr.get("kernel"), krr.get("kernel_type") or "ntk")
 
 
 def collect_condensation(records) -> dict:
@@ -535,7 +544,7 @@ def condensation_section(key, g, figure_rel) -> list[str]:
          f"Kernel backend(s): {', '.join(sorted(b for b in g['backends'] if b))}.", ""]
   rows = [[label] + [fmt_acc(g["krr"][label].get(i, {}).values()) for i in ipcs]
           for label in ordered(g["krr"], METHOD_ORDER)]
-  papers = [p for p in PAPER_RESULTS if p["dataset"] == dataset]
+  papers = [p for p in PAPER_RESULTS if p["dataset"] == PAPER_DATASET.get(dataset, dataset)]
   rows += [[_paper_label(p)] + [f"*{p['accuracy'][i]}*" if i in p["accuracy"] else "–"
                                 for i in ipcs] for p in papers]
   out += table(header, rows) + [""]

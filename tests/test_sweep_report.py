@@ -351,6 +351,20 @@ def test_report_reads_shared_schema_records(tmp_path):
   assert not sweep.baseline_finished(str(tmp_path / "missing"), 1, 0)
 
 
+def test_report_names_the_cifar10_jpeg_folder_and_shows_its_papers(tmp_path):
+  from kernelcond import report
+  config = {"experiment": "distill", "method": "rfad", "ipc": 1, "seed": 0, "init": "real",
+            "init_npz": None, "learn_labels": False, "kernel": "fc3",
+            "data": {"dataset": "folder", "data_dir": ".data/cifar10"}}
+  _write(tmp_path / "c/rfad/results.json", _shared(
+      "distill", config, {"natural": _support_eval(0.2), "distilled": _support_eval(0.4)},
+      {"steps": 10, "seconds_per_step": 0.5, "wall_time_s": 9.0}, dataset="folder"))
+  md = report.render([str(tmp_path / "c")], str(tmp_path / "r.md"))
+  assert "### CIFAR-10 (JPEG copy): `fc3` NTK kernel" in md and "### folder" not in md
+  rfad_paper = [line for line in md.splitlines() if line.startswith("| *paper: RFAD")]
+  assert rfad_paper and rfad_paper[0].endswith("| *53.6* |")
+
+
 def test_prune_finished_reads_legacy_prune_results(fake_roots):
   from kernelcond import sweep
   _, prune_root = fake_roots

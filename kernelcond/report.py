@@ -647,8 +647,9 @@ def papers_section() -> list[str]:
   return ["## The papers' numbers (their settings)", "",
           "Test accuracy (%) reported by the papers, for orientation. Their settings differ "
           "from ours: the KIP papers train for many more steps, with ZCA preprocessing for "
-          "some datasets, and the NeurIPS 2021 numbers use ConvNet kernels where ours use "
-          "FC kernels on CPUs.", ""] + table(
+          "some datasets, the NeurIPS 2021 numbers use exact ConvNet kernels where ours use "
+          "FC kernels or random-feature ConvNet kernels on CPUs, and the RFAD and FRePo "
+          "numbers are finite ConvNets trained on the sets.", ""] + table(
               ["dataset", "method", "setting", "paper"] + [f"{i} img/class" for i in ipcs],
               [[pretty_dataset(p["dataset"]), p["method"], p["setting"],
                 f"{p['paper']}, arXiv:{p['arxiv']}"] + [p["accuracy"].get(i, "–") for i in ipcs]
@@ -658,8 +659,12 @@ def papers_section() -> list[str]:
 _CONDENSATION_INTRO = (
     "KIP (Nguyen, Chen, Lee, arXiv:2011.00050) learns the images and labels of a support set "
     "by differentiating kernel ridge regression; Label Solve (Nguyen, Novak, Xiao, Lee, "
-    "arXiv:2107.13034) keeps real images and solves for their labels in closed form. "
-    "*natural* is a class-balanced random subset of real images with one-hot labels "
+    "arXiv:2107.13034) keeps real images and solves for their labels in closed form; RFAD "
+    "(Loo et al., arXiv:2210.12067) runs KIP on the empirical NNGP of random finite networks "
+    "drawn every step, FRePo (Zhou et al., arXiv:2206.00719) on the last-layer features of a "
+    "pool of networks trained online on the set. A `conv3_in` kernel (the DC ConvNet with "
+    "instance norm) has no closed form: its KRR rows use the random-feature estimate named "
+    "in the run's results.json. *natural* is a class-balanced random subset of real images with one-hot labels "
     "(`experiments/krr_baseline.py`).")
 _PRUNING_INTRO = (
     "Paul, Ganguli and Dziugaite (NeurIPS 2021, arXiv:2107.07075) report that EL2N scores "
@@ -879,7 +884,7 @@ def render(roots, out_path: str, figures_dir: Optional[str] = None,
            "± is the standard deviation over seeds (ddof=0), n is the number of seeds.", ""]
   lines += runs_section(roots, records) + versions_section(records)
   if condensation:
-    lines += ["## Dataset condensation: KIP and Label Solve", "", _CONDENSATION_INTRO, ""]
+    lines += ["## Dataset condensation: kernel methods (KIP, Label Solve, RFAD, FRePo)", "", _CONDENSATION_INTRO, ""]
     for key in sorted(condensation):
       fig = os.path.join(figures_dir, f"kip_{slug('_'.join(key))}.png")
       condensation_figure(key, condensation[key], fig)

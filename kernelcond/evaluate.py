@@ -125,6 +125,24 @@ def kernel_fields(method_config) -> dict:
           "reg": getattr(method_config, "reg", EvalConfig.reg)}
 
 
+def slow_kernel_hint(config: EvalConfig, platform: str, image_shape) -> Optional[str]:
+  """A one-line hint when the KRR evaluation would use an exact ConvNet kernel with a full
+  spatial covariance (pooling or GAP readout) on a CPU for images of 16x16 or more, else None.
+
+  Such kernels cost O((HW)^2) per entry: about 0.2 s per entry at 28x28 on 2 CPU cores
+  (a full test set against 100 support images takes hours); the random-feature estimate
+  takes minutes.
+  """
+  spec = kernels.get_spec(config.kernel)
+  pixels = int(np.prod(image_shape[:2])) if len(image_shape) >= 3 else 0
+  if (config.rf_models or platform != "cpu" or spec.family != "conv" or pixels < 256
+      or not (spec.pool or spec.readout == "gap")):
+    return None
+  return (f"the KRR evaluation uses the exact {config.kernel} kernel on a CPU, about 0.2 s "
+          "per kernel entry at 28x28 on 2 cores (hours for a full test set); --rf_models=8 "
+          "--rf_width=32 evaluates with its random-feature estimate instead")
+
+
 def krr_accuracy(kernel_fn, x_support, y_support, x, y, reg: float = 1e-6,
                  get: str = "ntk", block_size: int = 512) -> float:
   """KRR accuracy on `(x, y)` of the fit on `(x_support (n, ...), y_support (n, c))`."""

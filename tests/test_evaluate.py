@@ -68,6 +68,21 @@ def test_bad_configs_name_the_problem():
   assert evaluate.EvalConfig(kernel="conv3_in", protocols=(), rf_models=2).kernel == "conv3_in"
 
 
+def test_slow_kernel_hint_only_for_exact_pooled_conv_kernels_on_cpu():
+  fmnist, digits = (28, 28, 1), (8, 8, 1)
+  conv3 = evaluate.EvalConfig(kernel="conv3", protocols=())
+  hint = evaluate.slow_kernel_hint(conv3, "cpu", fmnist)
+  assert hint and "--rf_models" in hint and "conv3" in hint
+  assert evaluate.slow_kernel_hint(evaluate.EvalConfig(kernel="conv3_gap", protocols=()), "cpu",
+                                   (32, 32, 3))
+  for config, platform, shape in (
+      (conv3, "gpu", fmnist), (conv3, "cpu", digits), (conv3, "cpu", (784,)),
+      (evaluate.EvalConfig(kernel="conv3", protocols=(), rf_models=4), "cpu", fmnist),
+      (evaluate.EvalConfig(kernel="conv1:pool=false", protocols=()), "cpu", fmnist),
+      (evaluate.EvalConfig(kernel="fc3", protocols=()), "cpu", fmnist)):
+    assert evaluate.slow_kernel_hint(config, platform, shape) is None
+
+
 def test_random_feature_evaluation_is_krr_with_the_random_kernel():
   x, y, _, x_test, y_test = _problem()
   config = evaluate.EvalConfig(kernel="fc2", reg=1e-3, protocols=(), rf_models=3, rf_width=16)

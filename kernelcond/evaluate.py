@@ -129,7 +129,7 @@ def slow_kernel_hint(config: EvalConfig, platform: str, image_shape) -> Optional
   """A one-line hint when the KRR evaluation would use an exact ConvNet kernel with a full
   spatial covariance (pooling or GAP readout) on a CPU for images of 16x16 or more, else None.
 
-  Such kernels cost O((HW)^2) per entry: about 0.2 s per entry at 28x28 on 2 CPU cores
+  Such kernels cost O((HW)^2) per entry: 0.04-0.25 s per entry at 28x28 on 2 CPU cores
   (a full test set against 100 support images takes hours); the random-feature estimate
   takes minutes.
   """
@@ -138,7 +138,7 @@ def slow_kernel_hint(config: EvalConfig, platform: str, image_shape) -> Optional
   if (config.rf_models or platform != "cpu" or spec.family != "conv" or pixels < 256
       or not (spec.pool or spec.readout == "gap")):
     return None
-  return (f"the KRR evaluation uses the exact {config.kernel} kernel on a CPU, about 0.2 s "
+  return (f"the KRR evaluation uses the exact {config.kernel} kernel on a CPU, 0.04-0.25 s "
           "per kernel entry at 28x28 on 2 cores (hours for a full test set); --rf_models=8 "
           "--rf_width=32 evaluates with its random-feature estimate instead")
 

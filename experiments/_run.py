@@ -47,6 +47,17 @@ def run_errors() -> Iterator[None]:
       raise SystemExit(130) from None
 
 
+def warn_slow_kernel(evaluation, dataset) -> None:
+  """Logs `evaluate.slow_kernel_hint` for this evaluation config and dataset, if any."""
+  import jax
+  from absl import logging
+  from kernelcond import evaluate
+
+  hint = evaluate.slow_kernel_hint(evaluation, jax.default_backend(), dataset.x_train.shape[1:])
+  if hint:
+    logging.warning(hint)
+
+
 def print_finished(results: dict, path: str, title: str) -> None:
   """A finished command re-run: says so in one line, then prints the stored evaluations."""
   print(f"already finished: {path} holds the results of this command; nothing was recomputed "

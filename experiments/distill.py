@@ -23,8 +23,6 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
-import jax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
@@ -76,10 +74,7 @@ def main(argv):
     if stored is None:
       io.check_workdir(FLAGS.workdir, "--workdir")
       dataset = _common.load_data_from_flags()
-      hint = evaluate.slow_kernel_hint(config.evaluation, jax.default_backend(),
-                                       dataset.x_train.shape[1:])
-      if hint:
-        logging.warning(hint)
+      _run.warn_slow_kernel(config.evaluation, dataset)
   title = "{} on {}: {} per class, {} step(s)"
   if stored is not None:
     _run.print_finished(stored, os.path.join(FLAGS.workdir, "results.json"),

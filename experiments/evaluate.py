@@ -23,7 +23,6 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
-import jax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
@@ -80,10 +79,7 @@ def main(argv):
       io.check_workdir(FLAGS.workdir, "--workdir")
       os.makedirs(FLAGS.workdir, exist_ok=True)
       io.check_run_config(FLAGS.workdir, record)
-      hint = evaluate.slow_kernel_hint(config, jax.default_backend(),
-                                       dataset.x_train.shape[1:])
-      if hint:
-        logging.warning(hint)
+      _run.warn_slow_kernel(config, dataset)
   path = os.path.join(FLAGS.workdir, "results.json")
   title = f"{FLAGS.support}: {len(x)} examples, {dataset.name} test set of {dataset.num_test}"
   if stored is not None:

@@ -664,8 +664,8 @@ _CONDENSATION_INTRO = (
     "drawn every step, FRePo (Zhou et al., arXiv:2206.00719) on the last-layer features of a "
     "pool of networks trained online on the set. A `conv3_in` kernel (the DC ConvNet with "
     "instance norm) has no closed form: its KRR rows use the random-feature estimate named "
-    "in the run's results.json. *natural* is a class-balanced random subset of real images with one-hot labels "
-    "(`experiments/krr_baseline.py`).")
+    "in the run's results.json. *natural* is a class-balanced random subset of real images "
+    "with one-hot labels (`experiments/krr_baseline.py`).")
 _PRUNING_INTRO = (
     "Paul, Ganguli and Dziugaite (NeurIPS 2021, arXiv:2107.07075) report that EL2N scores "
     "computed early in training identify examples that can be removed: on CIFAR-10 with "
@@ -884,7 +884,8 @@ def render(roots, out_path: str, figures_dir: Optional[str] = None,
            "± is the standard deviation over seeds (ddof=0), n is the number of seeds.", ""]
   lines += runs_section(roots, records) + versions_section(records)
   if condensation:
-    lines += ["## Dataset condensation: kernel methods (KIP, Label Solve, RFAD, FRePo)", "", _CONDENSATION_INTRO, ""]
+    lines += ["## Dataset condensation: kernel methods (KIP, Label Solve, RFAD, FRePo)", "",
+              _CONDENSATION_INTRO, ""]
     for key in sorted(condensation):
       fig = os.path.join(figures_dir, f"kip_{slug('_'.join(key))}.png")
       condensation_figure(key, condensation[key], fig)

@@ -91,6 +91,7 @@ def two_processes(tmp_path_factory):
   env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={per_process} "
                                     "--xla_backend_optimization_level=0",
          "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)  # two processes at once: no shared cache writes
   outs = [str(tmp / f"process{i}.npz") for i in range(2)]
   procs = [subprocess.Popen([sys.executable, __file__, str(i), str(port), outs[i]], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -24,7 +24,7 @@ PART=${PART:-cpu}
 D="--dataset=folder --data_dir=${DATA_DIR:-.data/cifar10} --seeds=0,1 --fractions=1.0,0.5,0.3"
 if [ "$PART" = cpu ]; then
   python3 experiments/prune.py $D --model=convnet --model_kwargs=width=32,depth=3 \
-    --epochs=${EPOCHS:-5} --score_epochs=3 --score_inits=2 --methods=random,el2n,dynamic \
+    --epochs=${EPOCHS:-5} --score_epochs=3 --score_inits=2 --methods=${METHODS:-random,el2n,dynamic} \
     --strategy=hardest,ccs --workdir=$ROOT/convnet_w32
 else
   T="--model=resnet18 --epochs=200 --batch_size=128 --lr=0.1 --momentum=0.9 \

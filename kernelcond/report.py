@@ -58,9 +58,10 @@ PAPER_RESULTS = (
 DATASET_NAMES = {"digits": "digits (scikit-learn 8x8)", "fashion_mnist": "Fashion-MNIST",
                  "mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
                  "svhn": "SVHN"}
-# Shown dataset names whose papers' rows are those of a dataset id (the JPEG copy of
-# CIFAR-10 is read as a 'folder' dataset; `shown_dataset`).
-PAPER_DATASET = {"CIFAR-10 (JPEG copy)": "cifar10"}
+# Trees read as a 'folder' dataset, by the tree's directory name: (the name shown,
+# the dataset id whose papers' rows apply). The one place that knows that a folder
+# `cifar10` is the JPEG copy of CIFAR-10 (`shown_dataset`, `paper_dataset`).
+FOLDER_DATASETS = {"cifar10": ("CIFAR-10 (JPEG copy)", "cifar10")}
 METHOD_ORDER = ("natural", "KIP", "Label Solve")
 PRUNE_ORDER = ("random", "el2n", "grand", "forgetting", "herding", "kcenter")
 VERSION_KEYS = ("python", "jax", "jaxlib", "flax", "optax", "numpy", "scipy",
@@ -408,7 +409,7 @@ def collect_pruning(records) -> dict:
       continue
     config, run = r.get("config") or {}, r.get("run") or {}
     train = config.get("train") or {}
-    key = (r["dataset"].get("name"), train.get("model"),
+    key = (shown_dataset(r), train.get("model"),
            json.dumps(train.get("model_kwargs") or {}, sort_keys=True), config.get("budget"),
            train.get("epochs"))
     g = groups.setdefault(key, {"acc": {}, "wall": {}, "n_kept": {}, "meta": {}})
@@ -544,7 +545,7 @@ def condensation_section(key, g, figure_rel) -> list[str]:
          f"Kernel backend(s): {', '.join(sorted(b for b in g['backends'] if b))}.", ""]
   rows = [[label] + [fmt_acc(g["krr"][label].get(i, {}).values()) for i in ipcs]
           for label in ordered(g["krr"], METHOD_ORDER)]
-  papers = [p for p in PAPER_RESULTS if p["dataset"] == PAPER_DATASET.get(dataset, dataset)]
+  papers = [p for p in PAPER_RESULTS if p["dataset"] == paper_dataset(dataset)]
   rows += [[_paper_label(p)] + [f"*{p['accuracy'][i]}*" if i in p["accuracy"] else "–"
                                 for i in ipcs] for p in papers]
   out += table(header, rows) + [""]
@@ -690,12 +691,22 @@ _PROTOCOL_INTRO = (
 
 
 def shown_dataset(r: dict) -> str:
-  """The record's dataset name, with a 'folder' of CIFAR-10 JPEGs named as such."""
+  """The record's dataset name, a known 'folder' tree named as `FOLDER_DATASETS` says.
+
+  The tree's directory is the record config's `data.data_dir` (distill, evaluate) or
+  `data_dir` (prune, whose config holds the data fields at its top level).
+  """
   dataset = r["dataset"]["name"]
-  data_dir = str(((r.get("config") or {}).get("data") or {}).get("data_dir") or "")
-  if dataset == "folder" and os.path.basename(data_dir.rstrip("/")) == "cifar10":
-    return "CIFAR-10 (JPEG copy)"
-  return dataset
+  if dataset != "folder":
+    return dataset
+  config = r.get("config") or {}
+  data_dir = str((config.get("data") or {}).get("data_dir") or config.get("data_dir") or "")
+  return FOLDER_DATASETS.get(os.path.basename(data_dir.rstrip("/")), (dataset,))[0]
+
+
+def paper_dataset(shown: str) -> str:
+  """The dataset id of the papers' rows for a name `shown_dataset` returned."""
+  return next((pid for name, pid in FOLDER_DATASETS.values() if name == shown), shown)
 
 
 def collect_protocols(records) -> dict:

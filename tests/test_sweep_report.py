@@ -359,8 +359,18 @@ def test_report_names_the_cifar10_jpeg_folder_and_shows_its_papers(tmp_path):
   _write(tmp_path / "c/rfad/results.json", _shared(
       "distill", config, {"natural": _support_eval(0.2), "distilled": _support_eval(0.4)},
       {"steps": 10, "seconds_per_step": 0.5, "wall_time_s": 9.0}, dataset="folder"))
+  # A pruning run keeps its data fields at the top of its config.
+  prune_config = {"experiment": "prune", "dataset": "folder", "data_dir": ".data/cifar10/",
+                  "budget": "steps", "train": {"model": "convnet", "model_kwargs": {},
+                                               "epochs": 5}}
+  _write(tmp_path / "c/prune/results.json", {
+      "config": prune_config, "n_train": 50000, "n_test": 10000, "full_steps": 1950,
+      "results": {"full": {"1": {"seeds": [0], "test_accuracy": [0.7], "wall_time_s": [1.0],
+                                 "n_kept": 50000}}}})
   md = report.render([str(tmp_path / "c")], str(tmp_path / "r.md"))
   assert "### CIFAR-10 (JPEG copy): `fc3` NTK kernel" in md and "### folder" not in md
+  assert "### CIFAR-10 (JPEG copy): `convnet`" in md
+  assert report.paper_dataset("CIFAR-10 (JPEG copy)") == "cifar10"
   rfad_paper = [line for line in md.splitlines() if line.startswith("| *paper: RFAD")]
   assert rfad_paper and rfad_paper[0].endswith("| *53.6* |")
 

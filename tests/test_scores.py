@@ -170,9 +170,13 @@ def test_curvature_matches_exact_hessian_vector_products(data, smooth_state):
     expected.append(float(jnp.mean(exact(jnp.asarray(x[i]), y[i], directions))))
   np.testing.assert_allclose(got, expected, rtol=2e-2)
   assert np.std(got) > 0.05 * np.mean(got)  # examples differ: the check can fail
-  # Chunking does not change an example's directions.
+  # Chunking does not change an example's directions: other chunks give the same scores up
+  # to float32 rounding, which the finite difference amplifies by 1/h (2e-5 relative seen on
+  # an AMD EPYC), while other directions (another seed) move them by far more.
   np.testing.assert_allclose(scores.curvature(smooth_state, x, y, seed=4, batch_size=12), got,
-                             rtol=1e-5)
+                             rtol=1e-3)
+  other = scores.curvature(smooth_state, x, y, seed=5, batch_size=5)
+  assert np.max(np.abs(other - got) / got) > 1e-2
 
 
 def _fc3_kernel(x):

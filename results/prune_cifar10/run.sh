@@ -5,9 +5,10 @@
 #
 # PART=cpu (default): ConvNet width 32 depth 3 (instance norm), EPOCHS=5 epochs of
 #   budget (1950 steps of batch 128 per kept set): random, EL2N (2 networks trained 3
-#   epochs) under hardest-first and CCS, and dynamic. Measured on the 2 shared CPU cores
-#   (load ~19): 0.48 s per step, ~16 min per training at 5 epochs; 12 trainings plus
-#   scoring, about 4 hours.
+#   epochs) under hardest-first and CCS, and dynamic (METHODS=random,el2n leaves it out).
+#   Measured on 2 idle AMD EPYC cores: about 0.2 s per step, 7 minutes per training and
+#   about 8 minutes of scoring, so 14 trainings (METHODS=random,el2n) take about 1 h 50 min
+#   and dynamic adds 4 more; on 2 cores shared with another job, twice that.
 # PART=gpu: the Data Diet setting (Paul et al., arXiv:2107.07075): ResNet-18 (CIFAR
 #   stem, BatchNorm), 200 epochs of batch 128, SGD lr 0.1 momentum 0.9, wd 5e-4,
 #   random crop + flip (DSA crop_flip here); EL2N from 10 networks at epoch 20, GraNd

@@ -26,7 +26,7 @@ D="--dataset=folder --data_dir=${DATA_DIR:-.data/cifar10} --seeds=0,1 --fraction
 if [ "$PART" = cpu ]; then
   python3 experiments/prune.py $D --model=convnet --model_kwargs=width=32,depth=3 \
     --epochs=${EPOCHS:-5} --score_epochs=3 --score_inits=2 --methods=${METHODS:-random,el2n,dynamic} \
-    --strategy=hardest,ccs --workdir=$ROOT/convnet_w32
+    --strategy=${STRATEGY:-hardest,ccs} --workdir=$ROOT/convnet_w32
 else
   T="--model=resnet18 --epochs=200 --batch_size=128 --lr=0.1 --momentum=0.9 \
      --weight_decay=5e-4 --augment=crop_flip --score_inits=10"

@@ -6,9 +6,10 @@
 # PART=cpu (default): ConvNet width 32 depth 3 (instance norm), EPOCHS=5 epochs of
 #   budget (1950 steps of batch 128 per kept set): random, EL2N (2 networks trained 3
 #   epochs) under hardest-first and CCS, and dynamic (METHODS=random,el2n leaves it out).
-#   Measured on 2 idle AMD EPYC cores: about 0.2 s per step, 7 minutes per training and
-#   about 8 minutes of scoring, so 14 trainings (METHODS=random,el2n) take about 1 h 50 min
-#   and dynamic adds 4 more; on 2 cores shared with another job, twice that.
+#   Measured on 2 idle AMD EPYC cores (2026-12-03, results.json wall times): 7 to 9.5
+#   minutes per training (0.22-0.29 s per step with the test evaluation); scoring took
+#   about 15 minutes with a test suite sharing the cores; so the 14 trainings of
+#   METHODS=random,el2n take about 2 hours and dynamic adds 4 more; shared cores, more.
 # PART=gpu: the Data Diet setting (Paul et al., arXiv:2107.07075): ResNet-18 (CIFAR
 #   stem, BatchNorm), 200 epochs of batch 128, SGD lr 0.1 momentum 0.9, wd 5e-4,
 #   random crop + flip (DSA crop_flip here); EL2N from 10 networks at epoch 20, GraNd

@@ -17,14 +17,26 @@
 #   Deviations: cosine learning-rate decay (Data Diet: step decay), DSA's crop (a
 #   random translation) rather than pad-and-crop. Target (issue 15): EL2N at 50% kept
 #   within 0.5 of the full-data accuracy.
-# Resumable: re-running continues every workdir; a finished one says so.
+# Resumable: re-running continues every workdir; a finished one says so. Also across
+# sessions: a workdir that does not exist yet starts from the results.json / config.json
+# committed under results/prune_cifar10/<workdir>, so finished cells are not trained again
+# (the scores are recomputed). After a run:
+#   python results/copy_runs.py runs/prune_cifar10 results/prune_cifar10
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 ROOT=${ROOT:-runs/prune_cifar10}
 PART=${PART:-cpu}
 D="--dataset=folder --data_dir=${DATA_DIR:-.data/cifar10} --seeds=0,1 --fractions=1.0,0.5,0.3"
+restore() {  # $1: workdir name; copies the committed record of its finished cells
+  if [ ! -e "$ROOT/$1" ] && [ -e "results/prune_cifar10/$1/results.json" ]; then
+    mkdir -p "$ROOT/$1"
+    cp "results/prune_cifar10/$1/results.json" "results/prune_cifar10/$1/config.json" "$ROOT/$1/"
+  fi
+}
+mkdir -p "$ROOT"
 if [ "$PART" = cpu ]; then
+  restore convnet_w32
   python3 experiments/prune.py $D --model=convnet --model_kwargs=width=32,depth=3 \
     --epochs=${EPOCHS:-5} --score_epochs=3 --score_inits=2 --methods=${METHODS:-random,el2n,dynamic} \
     --strategy=${STRATEGY:-hardest,ccs} --workdir=$ROOT/convnet_w32

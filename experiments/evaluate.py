@@ -17,6 +17,7 @@ stored results without recomputing or writing anything.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -65,34 +66,36 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   _common.maybe_initialize_distributed()
-  with _common.user_errors():
-    arrays = io.load_npz(FLAGS.support)
-    _adopt_recorded(arrays)
-    config = _flags.config_from_flags(evaluate.EvalConfig)
-    dataset = _common.load_data_from_flags()
-    x, y, labels = support.load_support(FLAGS.support, dataset, FLAGS.center_labels)
-    record = {"experiment": "evaluate", "support": os.path.abspath(FLAGS.support),
-              "support_fingerprint": io.fingerprint(x, y), "center_labels": FLAGS.center_labels,
-              "data": _common.data_config(), "evaluation": config.to_dict()}
-    stored = io.finished_results(FLAGS.workdir, record)  # reads only
-    if stored is None:
-      io.check_workdir(FLAGS.workdir, "--workdir")
-      os.makedirs(FLAGS.workdir, exist_ok=True)
-      io.check_run_config(FLAGS.workdir, record)
-      _run.warn_slow_kernel(config, dataset)
-  path = os.path.join(FLAGS.workdir, "results.json")
-  title = f"{FLAGS.support}: {len(x)} examples, {dataset.name} test set of {dataset.num_test}"
-  if stored is not None:
-    _run.print_finished(stored, path, title)
-    return
-  with _run.run_errors():
-    result = evaluate.evaluate_support(config, x, y, dataset.x_test, dataset.y_test,
-                                       num_classes=dataset.num_classes, labels=labels)
-  results = experiment.results_record("evaluate", record, dataset, {"support": result},
-                                      {"support_size": int(len(x))})
-  io.save_json(path, results)
-  _run.print_evaluations(results, title)
-  print(f"  results: {path}")
+  with contextlib.ExitStack() as held:  # the workdir's lock, once it is made
+    with _common.user_errors():
+      arrays = io.load_npz(FLAGS.support)
+      _adopt_recorded(arrays)
+      config = _flags.config_from_flags(evaluate.EvalConfig)
+      dataset = _common.load_data_from_flags()
+      x, y, labels = support.load_support(FLAGS.support, dataset, FLAGS.center_labels)
+      record = {"experiment": "evaluate", "support": os.path.abspath(FLAGS.support),
+                "support_fingerprint": io.fingerprint(x, y), "center_labels": FLAGS.center_labels,
+                "data": _common.data_config(), "evaluation": config.to_dict()}
+      stored = io.finished_results(FLAGS.workdir, record)  # reads only
+      if stored is None:
+        io.check_workdir(FLAGS.workdir, "--workdir")
+        os.makedirs(FLAGS.workdir, exist_ok=True)
+        held.enter_context(io.exclusive_workdir(FLAGS.workdir))
+        io.check_run_config(FLAGS.workdir, record)
+        _run.warn_slow_kernel(config, dataset)
+    path = os.path.join(FLAGS.workdir, "results.json")
+    title = f"{FLAGS.support}: {len(x)} examples, {dataset.name} test set of {dataset.num_test}"
+    if stored is not None:
+      _run.print_finished(stored, path, title)
+      return
+    with _run.run_errors():
+      result = evaluate.evaluate_support(config, x, y, dataset.x_test, dataset.y_test,
+                                         num_classes=dataset.num_classes, labels=labels)
+    results = experiment.results_record("evaluate", record, dataset, {"support": result},
+                                        {"support_size": int(len(x))})
+    io.save_json(path, results)
+    _run.print_evaluations(results, title)
+    print(f"  results: {path}")
 
 
 if __name__ == "__main__":

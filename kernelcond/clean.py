@@ -618,98 +618,99 @@ def run(config: CleanConfig, dataset, workdir: str, log=lambda *a: None) -> dict
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ValueError(f"--workdir {workdir} exists and is not a directory")
   os.makedirs(workdir, exist_ok=True)
-  io.check_run_config(workdir, config.record(), ignore=("conditions", "net_seeds"))
-  fingerprint = dataset.fingerprint()
-  spec = knoise.parse_spec(config.noise)
-  idx = subset_indices(dataset.y_train, config.subset)
-  x = dataset.x_train[idx]
-  noise_path = os.path.join(workdir, "noise.npz")
-  if os.path.exists(noise_path):
-    noisy, _ = knoise.load_noise(noise_path, fingerprint)
-  else:
-    noisy = knoise.corrupt(dataset.y_train[idx], spec, dataset.num_classes, config.noise_seed)
-    knoise.save_noise(noise_path, noisy, spec=str(spec), seed=config.noise_seed,
-                      fingerprint=fingerprint)
-  log(f"noise {spec}: {int(noisy.mask.sum())} of {len(idx)} labels flipped")
+  with io.exclusive_workdir(workdir):  # one writer at a time
+    io.check_run_config(workdir, config.record(), ignore=("conditions", "net_seeds"))
+    fingerprint = dataset.fingerprint()
+    spec = knoise.parse_spec(config.noise)
+    idx = subset_indices(dataset.y_train, config.subset)
+    x = dataset.x_train[idx]
+    noise_path = os.path.join(workdir, "noise.npz")
+    if os.path.exists(noise_path):
+      noisy, _ = knoise.load_noise(noise_path, fingerprint)
+    else:
+      noisy = knoise.corrupt(dataset.y_train[idx], spec, dataset.num_classes, config.noise_seed)
+      knoise.save_noise(noise_path, noisy, spec=str(spec), seed=config.noise_seed,
+                        fingerprint=fingerprint)
+    log(f"noise {spec}: {int(noisy.mask.sum())} of {len(idx)} labels flipped")
 
-  ctx = _Context(config, x, noisy.given, dataset.num_classes)
-  detections, detection_record = {}, {}
-  # Probability detectors first: the ranked ones flag as many as cleanlab counts from them.
-  for name in sorted(config.detectors, key=lambda d: not DETECTORS.get(d).probabilistic):
-    detection, _, info = _load_or_detect(name, ctx, workdir, fingerprint)
-    detections[name] = detection
-    entry = {"info": info, "n_flagged": int(detection.flags.sum())}
+    ctx = _Context(config, x, noisy.given, dataset.num_classes)
+    detections, detection_record = {}, {}
+    # Probability detectors first: the ranked ones flag as many as cleanlab counts from them.
+    for name in sorted(config.detectors, key=lambda d: not DETECTORS.get(d).probabilistic):
+      detection, _, info = _load_or_detect(name, ctx, workdir, fingerprint)
+      detections[name] = detection
+      entry = {"info": info, "n_flagged": int(detection.flags.sum())}
+      if spec.has_ground_truth:
+        entry.update(detection_metrics(detection.flags, detection.scores, noisy.mask))
+      detection_record[name] = entry
+      log(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in entry.items()
+                                  if isinstance(v, float)))
+    detections = {d: detections[d] for d in config.detectors}
+    detection_record = {d: detection_record[d] for d in config.detectors}
+    primary = config.detectors[0]
+    flags = detections[primary].flags
+    order = np.argsort(-detections[primary].scores, kind="stable")
+    flagged_ranked = [int(i) for i in order if flags[i]]
+
+    path = os.path.join(workdir, "results.json")
+    stored = io.load_json(path) if os.path.exists(path) else {}
+    evaluations = stored.get("evaluations", {})
+    run_record = {
+        "noise": str(spec), "noise_seed": config.noise_seed, "n_used": int(len(idx)),
+        "n_noisy": int(noisy.mask.sum()), "noise_matrix": noisy.matrix.tolist(),
+        "primary_detector": primary, "detection": detection_record,
+        "flagged": {"indices": [int(idx[i]) for i in flagged_ranked],
+                    "given_labels": [int(noisy.given[i]) for i in flagged_ranked],
+                    "suggested_labels": [int(detections[primary].suggested[i])
+                                         for i in flagged_ranked],
+                    "order": f"most suspicious first by {primary}; indices into the dataset's "
+                             "training set in its original order",
+                    "dataset_fingerprint": fingerprint},
+        "subset_indices": None if config.subset == 0 else [int(i) for i in idx]}
     if spec.has_ground_truth:
-      entry.update(detection_metrics(detection.flags, detection.scores, noisy.mask))
-    detection_record[name] = entry
-    log(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in entry.items()
-                                if isinstance(v, float)))
-  detections = {d: detections[d] for d in config.detectors}
-  detection_record = {d: detection_record[d] for d in config.detectors}
-  primary = config.detectors[0]
-  flags = detections[primary].flags
-  order = np.argsort(-detections[primary].scores, kind="stable")
-  flagged_ranked = [int(i) for i in order if flags[i]]
+      run_record.update(detection_record[primary])
+      pr_figure(os.path.join(workdir, "pr_curve.png"), detections, noisy.mask,
+                f"{dataset.name}: {spec}, n={len(idx)}")
+    flagged_figure(os.path.join(workdir, "flagged.png"), x, noisy, detections[primary],
+                   order[:config.grid], dataset.class_names, spec.has_ground_truth,
+                   f"{dataset.name}: most suspicious labels by {primary} ({spec}; "
+                   f"* flagged)")
 
-  path = os.path.join(workdir, "results.json")
-  stored = io.load_json(path) if os.path.exists(path) else {}
-  evaluations = stored.get("evaluations", {})
-  run_record = {
-      "noise": str(spec), "noise_seed": config.noise_seed, "n_used": int(len(idx)),
-      "n_noisy": int(noisy.mask.sum()), "noise_matrix": noisy.matrix.tolist(),
-      "primary_detector": primary, "detection": detection_record,
-      "flagged": {"indices": [int(idx[i]) for i in flagged_ranked],
-                  "given_labels": [int(noisy.given[i]) for i in flagged_ranked],
-                  "suggested_labels": [int(detections[primary].suggested[i])
-                                       for i in flagged_ranked],
-                  "order": f"most suspicious first by {primary}; indices into the dataset's "
-                           "training set in its original order",
-                  "dataset_fingerprint": fingerprint},
-      "subset_indices": None if config.subset == 0 else [int(i) for i in idx]}
-  if spec.has_ground_truth:
-    run_record.update(detection_record[primary])
-    pr_figure(os.path.join(workdir, "pr_curve.png"), detections, noisy.mask,
-              f"{dataset.name}: {spec}, n={len(idx)}")
-  flagged_figure(os.path.join(workdir, "flagged.png"), x, noisy, detections[primary],
-                 order[:config.grid], dataset.class_names, spec.has_ground_truth,
-                 f"{dataset.name}: most suspicious labels by {primary} ({spec}; "
-                 f"* flagged)")
+    def save(complete: bool):
+      record = experiment.results_record("clean", config.record(), dataset, evaluations,
+                                         {**run_record, "complete": complete,
+                                          "wall_time_s": time.time() - start})
+      io.save_json(path, record)
+      return record
 
-  def save(complete: bool):
-    record = experiment.results_record("clean", config.record(), dataset, evaluations,
-                                       {**run_record, "complete": complete,
-                                        "wall_time_s": time.time() - start})
-    io.save_json(path, record)
-    return record
-
-  save(False)
-  keep_of = {"noisy": np.ones(len(idx), bool), "cleaned": ~flags, "oracle": ~noisy.mask,
-             "true_labels": np.ones(len(idx), bool), "label_smoothing": np.ones(len(idx), bool),
-             "mixup": np.ones(len(idx), bool)}
-  for condition in config.conditions:
-    protocol = config.eval_protocol(condition)
-    done = evaluations.get(condition, {}).get("networks", {}).get(protocol.name, {})
-    seeds = [s for s in config.net_seeds if s not in done.get("seeds", [])]
-    if not seeds:
-      continue
-    keep = keep_of[condition]
-    labels = noisy.true if condition == "true_labels" else noisy.given
-    t0 = time.time()
-    result = protocols.evaluate_protocol(protocol, x[keep], labels[keep], dataset.x_test,
-                                         dataset.y_test, num_classes=dataset.num_classes,
-                                         seeds=seeds)
-    if done:  # merge with the seeds of an earlier session
-      for key in ("accuracies", "seeds", "lrs", "steps_run"):
-        result[key] = done[key] + result[key]
-      result["mean"] = float(np.mean(result["accuracies"]))
-      result["std"] = float(np.std(result["accuracies"]))
-    evaluations[condition] = {"krr": None, "networks": {protocol.name: result}, "slapknn": None,
-                              "support_size": int(keep.sum()), "label_kind": "hard",
-                              "seconds": time.time() - t0}
-    log(f"{condition}: {protocol.name} {result['mean']:.4f} ± {result['std']:.4f} "
-        f"({int(keep.sum())} examples)")
     save(False)
-  return save(True)
+    keep_of = {"noisy": np.ones(len(idx), bool), "cleaned": ~flags, "oracle": ~noisy.mask,
+               "true_labels": np.ones(len(idx), bool), "label_smoothing": np.ones(len(idx), bool),
+               "mixup": np.ones(len(idx), bool)}
+    for condition in config.conditions:
+      protocol = config.eval_protocol(condition)
+      done = evaluations.get(condition, {}).get("networks", {}).get(protocol.name, {})
+      seeds = [s for s in config.net_seeds if s not in done.get("seeds", [])]
+      if not seeds:
+        continue
+      keep = keep_of[condition]
+      labels = noisy.true if condition == "true_labels" else noisy.given
+      t0 = time.time()
+      result = protocols.evaluate_protocol(protocol, x[keep], labels[keep], dataset.x_test,
+                                           dataset.y_test, num_classes=dataset.num_classes,
+                                           seeds=seeds)
+      if done:  # merge with the seeds of an earlier session
+        for key in ("accuracies", "seeds", "lrs", "steps_run"):
+          result[key] = done[key] + result[key]
+        result["mean"] = float(np.mean(result["accuracies"]))
+        result["std"] = float(np.std(result["accuracies"]))
+      evaluations[condition] = {"krr": None, "networks": {protocol.name: result}, "slapknn": None,
+                                "support_size": int(keep.sum()), "label_kind": "hard",
+                                "seconds": time.time() - t0}
+      log(f"{condition}: {protocol.name} {result['mean']:.4f} ± {result['std']:.4f} "
+          f"({int(keep.sum())} examples)")
+      save(False)
+    return save(True)
 
 
 def pr_figure(path: str, detections: dict, mask, title: str) -> None:

@@ -229,51 +229,52 @@ def distill(config: DistillConfig, dataset, workdir: str,
   condenser = method.make(config.method_config)
   io.check_workdir(workdir)
   os.makedirs(workdir, exist_ok=True)
-  io.check_run_config(workdir, config.to_dict(), ignore=config.resumable_keys())
-  stacks = note_stack(workdir)
+  with io.exclusive_workdir(workdir):  # one writer at a time
+    io.check_run_config(workdir, config.to_dict(), ignore=config.resumable_keys())
+    stacks = note_stack(workdir)
 
-  data = condense.Data.create(x_train, y_train, labels, num_classes)
-  x_val, y_val = parts.x_val, parts.y_val
-  ev = config.evaluation
-  kernel_fn = None
-  evaluate_fn = None
-  if len(x_val):
-    kernel_fn = ev.kernel_fn()
+    data = condense.Data.create(x_train, y_train, labels, num_classes)
+    x_val, y_val = parts.x_val, parts.y_val
+    ev = config.evaluation
+    kernel_fn = None
+    evaluate_fn = None
+    if len(x_val):
+      kernel_fn = ev.kernel_fn()
 
-    def evaluate_fn(state):
-      x_s, y_s = condense.support(state)
-      return {"val_accuracy": evaluate.krr_accuracy(kernel_fn, x_s, y_s, x_val, y_val, ev.reg,
-                                                    ev.kernel_type, ev.block_size)}
+      def evaluate_fn(state):
+        x_s, y_s = condense.support(state)
+        return {"val_accuracy": evaluate.krr_accuracy(kernel_fn, x_s, y_s, x_val, y_val, ev.reg,
+                                                      ev.kernel_type, ev.block_size)}
 
-  key = jax.random.PRNGKey(config.seed)
-  state = condenser.init(key, data, x_init, y_init)
-  state, stats = loop.run(condenser, data, state, steps=config.steps,
-                          key=jax.random.PRNGKey(config.seed + 1), workdir=workdir,
-                          checkpoint_every=config.checkpoint_every,
-                          eval_every=config.eval_every, evaluate=evaluate_fn, on_chunk=on_chunk)
-  x_s, y_s = condense.support(state)
-  record = config.to_dict()
-  ksupport.save_support(os.path.join(workdir, "distilled.npz"), x_s, y_s, record)
-  from kernelcond import plots
-  plots.save_support_png(os.path.join(workdir, "distilled.png"), x_s, y_s,
-                         dataset.class_names, ipc=max(1, len(x_s) // num_classes))
-  val = (x_val, y_val) if len(x_val) else (None, None)
-  evaluations = {
-      "natural": evaluate.evaluate_support(ev, x_nat, y_nat, dataset.x_test, dataset.y_test,
-                                           num_classes=num_classes,
-                                           labels=np.argmax(y_nat, -1), x_val=val[0],
-                                           y_val=val[1]),
-      "distilled": evaluate.evaluate_support(ev, x_s, y_s, dataset.x_test, dataset.y_test,
+    key = jax.random.PRNGKey(config.seed)
+    state = condenser.init(key, data, x_init, y_init)
+    state, stats = loop.run(condenser, data, state, steps=config.steps,
+                            key=jax.random.PRNGKey(config.seed + 1), workdir=workdir,
+                            checkpoint_every=config.checkpoint_every,
+                            eval_every=config.eval_every, evaluate=evaluate_fn, on_chunk=on_chunk)
+    x_s, y_s = condense.support(state)
+    record = config.to_dict()
+    ksupport.save_support(os.path.join(workdir, "distilled.npz"), x_s, y_s, record)
+    from kernelcond import plots
+    plots.save_support_png(os.path.join(workdir, "distilled.png"), x_s, y_s,
+                           dataset.class_names, ipc=max(1, len(x_s) // num_classes))
+    val = (x_val, y_val) if len(x_val) else (None, None)
+    evaluations = {
+        "natural": evaluate.evaluate_support(ev, x_nat, y_nat, dataset.x_test, dataset.y_test,
                                              num_classes=num_classes,
-                                             labels=evaluate.hard_labels(y_s, y_init),
-                                             x_val=val[0], y_val=val[1]),
-  }
-  natural_val = (evaluate.krr_accuracy(kernel_fn, x_nat, y_nat, x_val, y_val, ev.reg,
-                                      ev.kernel_type, ev.block_size) if len(x_val) else None)
-  run = {"steps": stats["steps"], "natural_val_accuracy": natural_val, "resumed_from_step": stats["resumed_from_step"],
-         "final": stats["final"], "last_val": stats["last_eval"],
-         "seconds_per_step": stats["seconds_per_step"], "wall_time_s": time.time() - start_time,
-         "kernel_backend": getattr(kernel_fn, "backend", None)}
-  results = results_record("distill", record, dataset, evaluations, run, stacks)
-  io.save_json(os.path.join(workdir, "results.json"), results)
-  return results
+                                             labels=np.argmax(y_nat, -1), x_val=val[0],
+                                             y_val=val[1]),
+        "distilled": evaluate.evaluate_support(ev, x_s, y_s, dataset.x_test, dataset.y_test,
+                                               num_classes=num_classes,
+                                               labels=evaluate.hard_labels(y_s, y_init),
+                                               x_val=val[0], y_val=val[1]),
+    }
+    natural_val = (evaluate.krr_accuracy(kernel_fn, x_nat, y_nat, x_val, y_val, ev.reg,
+                                        ev.kernel_type, ev.block_size) if len(x_val) else None)
+    run = {"steps": stats["steps"], "natural_val_accuracy": natural_val,
+           "resumed_from_step": stats["resumed_from_step"], "final": stats["final"], "last_val": stats["last_eval"],
+           "seconds_per_step": stats["seconds_per_step"], "wall_time_s": time.time() - start_time,
+           "kernel_backend": getattr(kernel_fn, "backend", None)}
+    results = results_record("distill", record, dataset, evaluations, run, stacks)
+    io.save_json(os.path.join(workdir, "results.json"), results)
+    return results

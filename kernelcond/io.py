@@ -6,14 +6,17 @@ old file or the new one, never a truncated mix. The temporary file's name
 records its writer (`.tmp-<host>-<pid>-...`): one left by a killed writer is
 removed by the next run in that workdir (`remove_stale_temp_files`).
 
-A workdir belongs to one configuration (`check_run_config`); a finished run's
-results are found again by `finished_results`, and the library stacks its
-sessions ran under are kept in `stacks.json` (`record_stack`).
+A workdir belongs to one configuration (`check_run_config`) and, while a run
+writes it, to one process (`exclusive_workdir`); a finished run's results are
+found again by `finished_results`, and the library stacks its sessions ran
+under are kept in `stacks.json` (`record_stack`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -114,6 +117,34 @@ def check_workdir(path: str, name: str = "workdir") -> None:
     raise ValueError(f"{name}={path} lies below {existing}, which is a file")
   if not os.access(existing, os.W_OK | os.X_OK):
     raise ValueError(f"{name}={path} is not writable ({existing} is read-only)")
+
+
+@contextlib.contextmanager
+def exclusive_workdir(path: str, name: str = "--workdir") -> Iterator[None]:
+  """Holds an advisory lock on the directory `path` (which exists) while the block runs.
+
+  Two processes resuming the same workdir would each read results.json, add their
+  own cells and write it back, and the later write would drop the earlier one's
+  results; the second process is refused instead. The lock is `flock` on the
+  directory itself, so nothing is written for it, and the kernel drops it when
+  its holder exits, killed or not. It is per open file, so a second
+  `exclusive_workdir` of the same directory in one process is refused too.
+
+  Raises:
+    ValueError: naming `path`, when another holder has it.
+  """
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+        raise
+      raise ValueError(f"{name}={path} is in use by another running process; wait for it "
+                       "to finish, or use another directory") from None
+    yield
+  finally:
+    os.close(fd)  # closing the last descriptor releases the lock
 
 
 def _to_jsonable(obj: Any) -> Any:

@@ -1,6 +1,8 @@
 """Atomic io: round trips, corrupt files, checkpoints, config guards."""
 
 import os
+import subprocess
+import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -61,6 +63,32 @@ def test_check_run_config_refuses_other_config(tmp_path):
   io.save_json(os.path.join(d, "results.json"), {"accuracy": 0.5})  # the run's first output
   with pytest.raises(ValueError, match="lr: 0.1 -> 0.2"):
     io.check_run_config(d, {"lr": 0.2, "steps": 10})
+
+
+def test_exclusive_workdir_refuses_a_second_holder_until_the_first_ends(tmp_path):
+  workdir = str(tmp_path)
+  with io.exclusive_workdir(workdir):
+    with pytest.raises(ValueError, match=f"--workdir={workdir} is in use by another"):
+      with io.exclusive_workdir(workdir):
+        pass
+  with io.exclusive_workdir(workdir):  # released at the end of the block
+    pass
+  assert os.listdir(workdir) == []  # the lock writes nothing
+  # Another process: refused while it holds the directory, free once it is killed.
+  holder = subprocess.Popen(
+      [sys.executable, "-c", "import sys, time; from kernelcond import io\n"
+       "with io.exclusive_workdir(sys.argv[1]):\n print('held', flush=True); time.sleep(60)",
+       workdir], stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(ValueError, match="in use by another running process"):
+      with io.exclusive_workdir(workdir, "--out"):
+        pass
+  finally:
+    holder.kill()
+    holder.wait()
+  with io.exclusive_workdir(workdir):
+    pass
 
 
 def test_finished_results_match_the_whole_config(tmp_path):

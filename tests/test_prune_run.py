@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from kernelcond import data as kdata
+from kernelcond import io
 from kernelcond import preprocess
 from kernelcond.nets import train
 from kernelcond.prune import experiment
@@ -61,6 +62,17 @@ def test_run_with_strategies_proxy_kernel_scores_and_dynamic(tmp_path, dataset):
   with pytest.raises(ValueError, match="another configuration"):
     experiment.run(experiment.PruneConfig(**{**config.__dict__, "ccs_beta": 0.1}), dataset,
                    workdir)
+
+
+def test_a_workdir_in_use_is_refused_before_anything_is_written(tmp_path, dataset):
+  config = experiment.PruneConfig(train=TRAIN, methods=("random",), fractions=(0.5,),
+                                  seeds=(0,))
+  workdir = str(tmp_path / "run")
+  os.makedirs(workdir)
+  with io.exclusive_workdir(workdir):  # as another process resuming it would hold it
+    with pytest.raises(ValueError, match="in use by another running process"):
+      experiment.run(config, dataset, workdir)
+  assert os.listdir(workdir) == []
 
 
 def test_ccs_cell_selects_what_the_selector_selects(dataset):

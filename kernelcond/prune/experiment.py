@@ -353,7 +353,8 @@ def run(config: PruneConfig, dataset, workdir: str, log=lambda *a: None) -> dict
   for a cell finished earlier, with `n_kept=None` and its test accuracy.
 
   Raises:
-    ValueError: a workdir of another configuration, before anything is written.
+    ValueError: a workdir of another configuration, or one that another process is
+      running in (`io.exclusive_workdir`), before anything is written.
   """
   start = time.time()
   if os.path.exists(workdir) and not os.path.isdir(workdir):
@@ -362,6 +363,12 @@ def run(config: PruneConfig, dataset, workdir: str, log=lambda *a: None) -> dict
     raise ValueError(f"--val_size={config.val_size} leaves no training examples "
                      f"({dataset.name} has {dataset.num_train})")
   os.makedirs(workdir, exist_ok=True)
+  with io.exclusive_workdir(workdir):
+    return _run(config, dataset, workdir, log, start)
+
+
+def _run(config: PruneConfig, dataset, workdir: str, log, start: float) -> dict:
+  """`run` below the workdir's lock (`io.exclusive_workdir`)."""
   io.check_run_config(workdir, config.record(), ignore=("methods", "fractions", "seeds",
                                                         "strategy"))
   dataset, x_val, y_val = hold_out(dataset, config.val_size)

@@ -7,7 +7,10 @@
 # scores krr_loo / krr_el2n (fc3 NTK, Nystrom kernel of 4000 landmarks above 15,000
 # examples; no network trained) under hardest-first and CCS, with random rerun here at
 # every fraction as the same-machine baseline (full data once, in base_0.2).
-# 6.5 to 9 minutes per training on 2 idle cores (results.json -> wall_time_s of each cell).
+# 6.5 to 9 minutes per training on 2 idle Intel Xeon cores; 11.5 to 12 minutes each with two
+# FRACTIONS runs at once on 2 AMD EPYC cores (results.json -> wall_time_s of each cell).
+# Runs of different FRACTIONS use different workdirs and may run concurrently; each scores
+# the kernel scores (2 + 5 minutes) and trains the embedding network again.
 #
 # Resumable, also across sessions: a workdir that does not exist yet starts from the
 # results.json / config.json committed under results/prune_fmnist_cpu/<workdir>, so the
